@@ -1,0 +1,129 @@
+"""Request-scoped dependencies shared by the FHIR and dashboard routes: the caller (API key ->
+tenant), the store in a session, the FHIR body reader, and the one transaction per request.
+
+Authentication (api.md, Access and tenants): ``COCM_API_KEYS`` lists ``key`` or ``key:tenant``
+entries, sent as ``Authorization: Bearer <key>``; keys are compared in constant time and never
+logged. When no key is configured the service runs open, every caller in tenant ``default`` (a
+development default, said in the README); once keys are set every route but the open ones needs one.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Request
+from sqlalchemy.exc import IntegrityError
+
+from app.errors import Conflict, InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from app.fhir.validation import parse_json
+from app.settings import Settings
+from app.store.repository import ResourceStore
+
+FHIR_MEDIA_TYPES = {"application/fhir+json", "application/json", "application/json+fhir"}
+DEFAULT_TENANT = "default"
+WRITE_ATTEMPTS = 3
+
+T = TypeVar("T")
+
+
+class Unauthorized(Exception):
+    """No or unknown credentials (401)."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    tenant: str
+    key_index: int | None  # which configured key, for audit; never the key itself
+
+
+def parse_api_keys(text: str) -> list[tuple[bytes, str]]:
+    keys: list[tuple[bytes, str]] = []
+    for raw in text.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        key, _, tenant = entry.partition(":")
+        keys.append((key.encode(), tenant.strip() or DEFAULT_TENANT))
+    return keys
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_caller(request: Request) -> Caller:
+    keys: list[tuple[bytes, str]] = request.app.state.api_keys
+    if not keys:
+        return Caller(DEFAULT_TENANT, None)
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("missing bearer credentials")
+    presented = token.strip().encode()
+    found: Caller | None = None
+    for index, (key, tenant) in enumerate(keys):  # no early exit: constant time over the key list
+        if hmac.compare_digest(presented, key) and found is None:
+            found = Caller(tenant, index)
+    if found is None:
+        raise Unauthorized("unknown credentials")
+    return found
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_store(request: Request, caller: CallerDep) -> Iterator[ResourceStore]:
+    session = request.app.state.sessionmaker()
+    try:
+        yield ResourceStore(session, caller.tenant, request.app.state.settings.zone)
+    finally:
+        session.close()
+
+
+StoreDep = Annotated[ResourceStore, Depends(get_store)]
+
+
+def transact(store: ResourceStore, work: Callable[[], T]) -> T:
+    """Run ``work`` in one transaction, committed at the end. A lost race on a unique key
+    (a concurrent retry of the same identifier) is retried: the retry sees the winner's row."""
+    for attempt in range(WRITE_ATTEMPTS):
+        try:
+            with store.session.begin():
+                return work()
+        except IntegrityError:
+            if attempt == WRITE_ATTEMPTS - 1:
+                raise Conflict("a concurrent request changed the same resource; retry") from None
+    raise AssertionError("unreachable")
+
+
+async def read_fhir_body(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object: content type first (415), then size (413), then the JSON
+    itself (400, including nesting deeper than the limit), as api.md orders the checks."""
+    settings: Settings = request.app.state.settings
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type not in FHIR_MEDIA_TYPES:
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/fhir+json or application/json, not {media_type or 'missing'!r}"
+        )
+    limit = settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is larger than the {limit}-byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body is larger than the {limit}-byte limit")
+        chunks.append(chunk)
+    data = parse_json(b"".join(chunks), settings.max_json_depth)
+    if not isinstance(data, dict):
+        raise InvalidInput("the body must be a JSON object (a FHIR resource)", code="structure")
+    return data
+
+
+BodyDep = Annotated[dict[str, Any], Depends(read_fhir_body)]

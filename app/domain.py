@@ -1,0 +1,193 @@
+"""Plain value types shared by the pure core (measures, billing, care) and the store.
+
+Nothing here does I/O or knows about FastAPI, SQLAlchemy or FHIR models. The store extracts these
+facts from FHIR resources when they are written and hands them back to the core when it reads.
+All datetimes are timezone-aware; dates are calendar dates in the clinic time zone unless named
+otherwise.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Literal
+
+Instrument = Literal["PHQ-9", "GAD-7", "PHQ-2"]
+Program = Literal["cocm", "general-bhi"]
+BillingSetting = Literal["physician", "fqhc_rhc"]
+
+_MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+@dataclass(frozen=True, order=True)
+class Month:
+    """A calendar month (in the clinic time zone when it comes from a date)."""
+
+    year: int
+    month: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.month <= 12 or not 1 <= self.year <= 9999:
+            raise ValueError(f"not a calendar month: {self.year:04d}-{self.month:02d}")
+
+    @classmethod
+    def parse(cls, text: str) -> Month:
+        """Parse ``YYYY-MM``; raises ValueError otherwise."""
+        match = _MONTH_RE.match(text)
+        if match is None:
+            raise ValueError(f"month must be YYYY-MM, got {text!r}")
+        return cls(int(match.group(1)), int(match.group(2)))
+
+    @classmethod
+    def of(cls, day: date) -> Month:
+        return cls(day.year, day.month)
+
+    @property
+    def first_day(self) -> date:
+        return date(self.year, self.month, 1)
+
+    @property
+    def last_day(self) -> date:
+        return date(self.year, self.month, calendar.monthrange(self.year, self.month)[1])
+
+    def next(self) -> Month:
+        return Month(self.year + (self.month == 12), self.month % 12 + 1)
+
+    def previous(self) -> Month:
+        return Month(self.year - (self.month == 1), (self.month - 2) % 12 + 1)
+
+    def index(self) -> int:
+        """Months since year 0: differences between months are plain subtraction."""
+        return self.year * 12 + self.month - 1
+
+    def __str__(self) -> str:
+        return f"{self.year:04d}-{self.month:02d}"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One symptom score: a scored QuestionnaireResponse or a total-score Observation."""
+
+    patient_id: str
+    instrument: Instrument
+    score: int
+    effective: datetime
+    source: str  # "QuestionnaireResponse/abc" or "Observation/xyz"
+    item9: int | None = None  # PHQ-9 safety item when answered
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TimeEntry:
+    """One Encounter carrying a CoCM activity code.
+
+    ``excluded`` names why the entry never counts, whatever the settings (``not_finished``,
+    ``inpatient``, ``separately_billed``); ``None`` when it may count. Whether the psychiatric
+    consultant's time counts is a setting, applied by the billing core from ``activity``.
+    """
+
+    patient_id: str
+    start: datetime
+    seconds: int
+    activity: str
+    source: str  # "Encounter/abc"
+    excluded: str | None = None
+
+
+@dataclass(frozen=True)
+class EpisodeOfCareFact:
+    """What the service reads from an EpisodeOfCare."""
+
+    patient_id: str
+    start: date | None
+    end: date | None
+    finished: bool
+    program: Program
+    source: str
+
+
+@dataclass(frozen=True)
+class ConsentFact:
+    patient_id: str
+    active: bool
+    on: date | None  # Consent.dateTime as a clinic-local date
+    source: str
+
+
+@dataclass(frozen=True)
+class VisitFact:
+    """A finished Encounter typed with a billing code that matters to CoCM: an initiating visit
+    (E/M, AWV, IPPE, TCM) or an APCM base code (G0556-G0558)."""
+
+    patient_id: str
+    on: date
+    system: str
+    code: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One continuous course of care (billing.md, Episodes)."""
+
+    start: date
+    end: date | None = None  # last day of the episode once it has ended
+    end_reason: Literal["discharged", "inactive"] | None = None
+    program: Program = "cocm"
+
+
+@dataclass(frozen=True)
+class BillingConfig:
+    """Billing settings (api.md settings table); defaults are the documented defaults."""
+
+    timezone: str = "UTC"
+    setting: BillingSetting = "physician"
+    count_consultant_time: bool = False
+    g2214_covered: bool = True
+    max_99494_units: int | None = None
+    apcm_addons: bool = False
+    # billing.md FQHC/RHC 2025-01-01..2025-09-30: G0511 still accepted in the transition.
+    fqhc_g0511_transition: bool = False
+    # billing.md Episodes: six consecutive months without counted minutes end an episode.
+    inactive_after_months: int = 6
+    # billing.md Prerequisites: initiating visit within the 365 days before the first minute.
+    initiating_visit_days: int = 365
+
+
+@dataclass(frozen=True)
+class CareConfig:
+    """Care-status thresholds (measures.md); each maps to a COCM_ setting."""
+
+    not_improving_weeks: int = 10
+    measurement_overdue_days: int = 30
+    no_recent_contact_days: int = 30
+    case_review_due_days: int = 28
+    new_patient_weeks: int = 8
+    baseline_lookback_days: int = 14
+    not_improving_min_score: int = 10
+    response_fraction: float = 0.5
+    remission_below: int = 5
+
+
+@dataclass(frozen=True)
+class CodeUnits:
+    code: str
+    units: int
+    system: str = "http://www.ama-assn.org/go/cpt"
+
+
+@dataclass(frozen=True)
+class BillingMonth:
+    patient_id: str
+    month: Month
+    setting: BillingSetting
+    month_kind: Literal["initial", "subsequent"] | None
+    episode_start: date | None
+    minutes: int
+    codes: tuple[CodeUnits, ...]
+    billable: bool
+    blockers: tuple[str, ...]
+    notes: tuple[str, ...]
+    counted_sources: tuple[str, ...] = field(default=())  # Encounters that counted

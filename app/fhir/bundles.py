@@ -1,0 +1,233 @@
+"""Transaction and batch Bundles (``POST /fhir``), after the FHIR R4 http page (3.1.0.11).
+
+Transaction: all entries in one database transaction; any failing entry fails the whole Bundle
+with that entry's status and an OperationOutcome whose expression names ``Bundle.entry[i]``,
+and nothing is written. Entries run in the order the specification gives (DELETE, POST, PUT, GET),
+Patients before the resources that point at them; ``urn:uuid:`` fullUrls of created or updated
+entries are rewritten to ``Type/id`` wherever a ``reference`` names them.
+
+Batch: every entry on its own (its own transaction); a failure becomes that entry's
+``response.status`` and ``response.outcome``; the others still happen.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import orjson
+
+from app.deps import transact
+from app.errors import DomainError, InvalidInput, Issue, NotSupported, PayloadTooLarge
+from app.fhir.outcome import outcome, status_of
+from app.fhir.validation import SUPPORTED_TYPES
+from app.settings import Settings
+from app.store.repository import ResourceStore, Stored, WriteResult, format_instant
+
+METHOD_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3}
+REASONS = {200: "OK", 201: "Created", 204: "No Content"}
+
+
+def process_bundle(store: ResourceStore, body: dict[str, Any], settings: Settings, base: str) -> bytes:
+    if body.get("resourceType") != "Bundle":
+        raise InvalidInput(Issue("POST /fhir takes a Bundle", "invalid", expression=("resourceType",)))
+    kind = body.get("type")
+    if kind not in {"transaction", "batch"}:
+        raise InvalidInput(
+            Issue("Bundle.type must be transaction or batch", "invalid", expression=("Bundle.type",))
+        )
+    entries = body.get("entry") or []
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise InvalidInput(
+            Issue("Bundle.entry must be a list of objects", "structure", expression=("Bundle.entry",))
+        )
+    if len(entries) > settings.max_bundle_entries:
+        raise PayloadTooLarge(
+            f"the Bundle has {len(entries)} entries; the limit is {settings.max_bundle_entries}"
+        )
+    if kind == "transaction":
+        requests = [_request_of(i, e) for i, e in enumerate(entries)]
+        responses = transact(store, lambda: _transaction(store, entries, requests))
+    else:
+        responses = [_batch_entry(store, i, entry) for i, entry in enumerate(entries)]
+    return orjson.dumps(
+        {
+            "resourceType": "Bundle",
+            "type": f"{kind}-response",
+            "entry": [_response_entry(base, r) for r in responses],
+        }
+    )
+
+
+EntryResult = WriteResult | Stored | None | dict[str, Any]
+
+
+def _transaction(
+    store: ResourceStore, entries: list[dict[str, Any]], requests: list[tuple[str, str, str]]
+) -> list[EntryResult]:
+    targets, assigned = _resolve_full_urls(store, entries, requests)
+    resources = [_rewritten(e.get("resource"), targets) for e in entries]
+    order = sorted(
+        range(len(entries)),
+        key=lambda i: (METHOD_ORDER[requests[i][0]], requests[i][1] != "Patient", i),
+    )
+    results: list[EntryResult] = [None] * len(entries)
+    for i in order:
+        try:
+            results[i] = _execute(store, entries[i], requests[i], resources[i], assigned.get(i))
+        except DomainError as exc:
+            exc.issues = [_locate(issue, i) for issue in exc.issues]
+            raise
+    return results
+
+
+def _batch_entry(store: ResourceStore, index: int, entry: dict[str, Any]) -> EntryResult:
+    try:
+        request = _request_of(index, entry)
+        return transact(store, lambda: _execute(store, entry, request, entry.get("resource"), None))
+    except DomainError as exc:
+        status = status_of(exc)
+        return {
+            "status": f"{status} {exc.issues[0].code}",
+            "outcome": outcome([_locate(i, index) for i in exc.issues]),
+        }
+
+
+def _request_of(index: int, entry: dict[str, Any]) -> tuple[str, str, str]:
+    """(method, resource type, the rest of the url) of an entry."""
+    request = entry.get("request")
+    where = f"Bundle.entry[{index}].request"
+    if not isinstance(request, dict):
+        raise InvalidInput(Issue(f"{where} is required", "required", expression=(where,)))
+    method = str(request.get("method", "")).upper()
+    if method not in METHOD_ORDER:
+        raise NotSupported(
+            Issue(
+                f"{where}.method {method!r} is not supported",
+                "not-supported",
+                expression=(f"{where}.method",),
+            )
+        )
+    url = str(request.get("url", "")).strip().lstrip("/")
+    rtype = url.split("?", 1)[0].split("/", 1)[0]
+    if rtype not in SUPPORTED_TYPES:
+        raise InvalidInput(
+            Issue(f"{where}.url names no supported resource type", "invalid", expression=(f"{where}.url",))
+        )
+    if method in {"POST", "PUT"}:
+        resource = entry.get("resource")
+        if not isinstance(resource, dict):
+            raise InvalidInput(
+                Issue(
+                    f"Bundle.entry[{index}].resource is required for {method}",
+                    "required",
+                    expression=(f"Bundle.entry[{index}].resource",),
+                )
+            )
+        if resource.get("resourceType") != rtype:
+            raise InvalidInput(
+                Issue(
+                    f"Bundle.entry[{index}].resource is not a {rtype}",
+                    "invalid",
+                    expression=(f"Bundle.entry[{index}].resource.resourceType",),
+                )
+            )
+    return method, rtype, url[len(rtype) :]
+
+
+def _resolve_full_urls(
+    store: ResourceStore, entries: list[dict[str, Any]], requests: list[tuple[str, str, str]]
+) -> tuple[dict[str, str], dict[int, str]]:
+    """fullUrl -> ``Type/id`` for every entry that creates or updates a resource, and the ids
+    assigned to creates. A conditional create that matches, or a create whose identifier is stored
+    already, points its fullUrl at that resource, so a retried transaction references what the first
+    attempt made (FHIR http 3.1.0.11.2; api.md Idempotency)."""
+    targets: dict[str, str] = {}
+    assigned: dict[int, str] = {}
+    for index, (entry, (method, rtype, rest)) in enumerate(zip(entries, requests, strict=True)):
+        full_url = entry.get("fullUrl")
+        if method == "POST" and not rest:
+            condition = (entry.get("request") or {}).get("ifNoneExist")
+            resource = entry.get("resource") or {}
+            matches = store.match(rtype, condition, "ifNoneExist") if condition else []
+            known = matches[0] if len(matches) == 1 else store.by_identifiers(rtype, resource)
+            new_id = known.id if known is not None else str(uuid.uuid4())
+            assigned[index] = new_id
+            if isinstance(full_url, str) and full_url:
+                targets[full_url] = f"{rtype}/{new_id}"
+        elif method == "PUT" and rest.startswith("/") and isinstance(full_url, str) and full_url:
+            targets[full_url] = f"{rtype}{rest}"
+    return targets, assigned
+
+
+def _rewritten(node: Any, targets: dict[str, str]) -> Any:
+    """A copy of ``node`` with every ``reference`` that names a fullUrl pointed at its target."""
+    if isinstance(node, dict):
+        out = {k: _rewritten(v, targets) for k, v in node.items()}
+        ref = out.get("reference")
+        if isinstance(ref, str) and ref in targets:
+            out["reference"] = targets[ref]
+        return out
+    if isinstance(node, list):
+        return [_rewritten(v, targets) for v in node]
+    return node
+
+
+def _execute(
+    store: ResourceStore, entry: dict[str, Any], request: tuple[str, str, str], resource: Any, rid: str | None
+) -> EntryResult:
+    method, rtype, rest = request
+    details = entry.get("request") or {}
+    if method == "POST":
+        assert isinstance(resource, dict)
+        return store.create(rtype, resource, if_none_exist=details.get("ifNoneExist"), rid=rid)
+    if method == "PUT":
+        assert isinstance(resource, dict)
+        if rest.startswith("?"):
+            return store.conditional_update(rtype, rest[1:], resource)
+        rid = rest.lstrip("/")
+        if "id" not in resource:
+            resource = {**resource, "id": rid}
+        return store.update(rtype, rid, resource, if_match=details.get("ifMatch"))
+    if method == "DELETE":
+        store.delete(rtype, rest.lstrip("/"))
+        return None
+    rid = rest.lstrip("/")
+    if not rid or "?" in rid or "/" in rid:
+        raise NotSupported(Issue("GET entries support read (Type/id) only", "not-supported"))
+    return store.read(rtype, rid)
+
+
+def _locate(issue: Issue, index: int) -> Issue:
+    prefix = f"Bundle.entry[{index}]"
+    expressions = tuple(
+        e
+        if e.startswith("Bundle.")
+        else f"{prefix}.resource.{e.split('.', 1)[1]}"
+        if "." in e
+        else f"{prefix}.resource.{e}"
+        for e in issue.expression
+    ) or (prefix,)
+    return Issue(f"{prefix}: {issue.diagnostics}", issue.code, issue.severity, expressions)
+
+
+def _response_entry(base: str, result: EntryResult) -> dict[str, Any]:
+    if isinstance(result, dict):
+        return {"response": result}
+    if result is None:
+        return {"response": {"status": "204 No Content"}}
+    stored, status = (
+        (result.stored, 201 if result.created else 200) if isinstance(result, WriteResult) else (result, 200)
+    )
+    entry: dict[str, Any] = {
+        "fullUrl": f"{base}/{stored.type}/{stored.id}",
+        "response": {
+            "status": f"{status} {REASONS[status]}",
+            "location": stored.location,
+            "etag": stored.etag,
+            "lastModified": format_instant(stored.last_updated),
+        },
+    }
+    if stored.content is not None:
+        entry["resource"] = orjson.Fragment(stored.content)
+    return entry

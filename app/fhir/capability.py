@@ -1,0 +1,58 @@
+"""The CapabilityStatement: generated from the same tables the routes and the search use, so it
+lists exactly what is implemented."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.fhir.validation import SUPPORTED_TYPES
+from app.store.search import params_for
+
+SEARCH_PARAM_TYPES = {
+    "_id": "token",
+    "_lastUpdated": "date",
+    "identifier": "token",
+    "patient": "reference",
+    "subject": "reference",
+    "date": "date",
+    "status": "token",
+    "code": "token",
+    "derived-from": "reference",
+    "questionnaire": "reference",
+}
+INTERACTIONS = ["read", "vread", "update", "delete", "history-instance", "create", "search-type"]
+SOFTWARE_VERSION = "0.1.0"
+
+
+def capability_statement(base: str) -> dict[str, Any]:
+    resources = [
+        {
+            "type": rtype,
+            "interaction": [{"code": code} for code in INTERACTIONS],
+            "versioning": "versioned-update",
+            "readHistory": True,
+            "updateCreate": True,
+            "conditionalCreate": True,
+            "conditionalUpdate": True,
+            "conditionalDelete": "not-supported",
+            "searchParam": [{"name": name, "type": SEARCH_PARAM_TYPES[name]} for name in params_for(rtype)],
+        }
+        for rtype in SUPPORTED_TYPES
+    ]
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-28",
+        "kind": "instance",
+        "software": {"name": "cocm-api", "version": SOFTWARE_VERSION},
+        "implementation": {"description": "cocm-api: Collaborative Care registry and billing", "url": base},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "rest": [
+            {
+                "mode": "server",
+                "resource": resources,
+                "interaction": [{"code": "transaction"}, {"code": "batch"}],
+            }
+        ],
+    }

@@ -1,0 +1,267 @@
+"""FHIR R4 REST routes under ``/fhir`` (api.md, FHIR R4 API).
+
+Bodies are read and parsed once (``read_fhir_body``), validated once against the R4B model, and
+stored as received with ``id``/``meta`` set; responses send the stored bytes without another trip
+through the model. Search bundles embed the stored bytes with ``orjson.Fragment``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import Response
+
+from app.deps import BodyDep, SettingsDep, StoreDep, transact
+from app.errors import InvalidInput, Issue, NotFound, NotSupported
+from app.fhir.bundles import process_bundle
+from app.fhir.capability import capability_statement
+from app.fhir.outcome import FHIR_JSON, fhir_response, outcome_response
+from app.fhir.validation import SUPPORTED_TYPES
+from app.store.repository import Stored, WriteResult
+
+router = APIRouter(prefix="/fhir", tags=["FHIR"])
+
+READ_ONLY_TYPES = {"CarePlan", "ChargeItem", "AuditEvent", "CapabilityStatement"}
+TYPE_DOC = "Resource type: " + ", ".join(SUPPORTED_TYPES)
+BODY_SCHEMA: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            FHIR_JSON: {"schema": {"type": "object", "required": ["resourceType"]}},
+            "application/json": {"schema": {"type": "object", "required": ["resourceType"]}},
+        },
+    }
+}
+
+
+def _check_type(rtype: str, *, writing: bool = False) -> None:
+    if rtype in SUPPORTED_TYPES:
+        return
+    if rtype in READ_ONLY_TYPES and writing:
+        raise NotSupported(f"{rtype} is computed or written by the service; it cannot be written")
+    raise NotFound(Issue(f"resource type {rtype!r} is not supported by this server", "not-supported"))
+
+
+def fhir_base(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + "/fhir"
+
+
+def resource_headers(stored: Stored) -> dict[str, str]:
+    return {"ETag": stored.etag, "Last-Modified": stored.last_modified}
+
+
+def write_response(result: WriteResult, prefer: str | None) -> Response:
+    stored = result.stored
+    status = 201 if result.created else 200
+    headers = {**resource_headers(stored), "Location": f"/fhir/{stored.location}"}
+    preference = _prefer_return(prefer)
+    if preference == "minimal":
+        return Response(status_code=status, headers=headers)
+    if preference == "OperationOutcome":
+        issues = result.warnings or [
+            Issue(
+                f"{stored.type}/{stored.id} stored as version {stored.version_id}",
+                "informational",
+                "information",
+            )
+        ]
+        return outcome_response(issues, status, headers)
+    assert stored.content is not None
+    return fhir_response(stored.content, status, headers)
+
+
+def _prefer_return(prefer: str | None) -> str | None:
+    for part in (prefer or "").split(","):
+        name, _, value = part.strip().partition("=")
+        if name.strip().lower() == "return":
+            return value.strip().strip('"')
+    return None
+
+
+def _strict(prefer: str | None) -> bool:
+    return "handling=strict" in (prefer or "").replace(" ", "").lower()
+
+
+@router.get("/metadata", summary="CapabilityStatement")
+def metadata(request: Request) -> Response:
+    """The server's CapabilityStatement (FHIR 4.0.1): exactly the interactions implemented."""
+    return fhir_response(capability_statement(fhir_base(request)))
+
+
+@router.post("", summary="Transaction or batch Bundle", openapi_extra=BODY_SCHEMA)
+def bundle(request: Request, body: BodyDep, store: StoreDep, settings: SettingsDep) -> Response:
+    """Process a `transaction` (all or nothing, `urn:uuid:` references rewritten) or `batch`
+    (entry by entry) Bundle; answers `transaction-response` / `batch-response`."""
+    result = process_bundle(store, body, settings, fhir_base(request))
+    return fhir_response(result)
+
+
+@router.post("/{rtype}", summary="Create (or conditional create)", openapi_extra=BODY_SCHEMA)
+def create(
+    rtype: str,
+    body: BodyDep,
+    store: StoreDep,
+    if_none_exist: str | None = Header(None),
+    prefer: str | None = Header(None),
+) -> Response:
+    """Create a resource: 201 with `Location` and `ETag`. With `If-None-Exist: identifier=sys|val`:
+    one match answers 200 with it (nothing written), several 412. A plain POST whose identifier is
+    already stored answers 200 with the stored resource when the content is the same, 409 when not."""
+    _check_type(rtype, writing=True)
+    result = transact(store, lambda: store.create(rtype, body, if_none_exist=if_none_exist))
+    return write_response(result, prefer)
+
+
+@router.get("/{rtype}", summary="Search")
+def search(
+    rtype: str, request: Request, store: StoreDep, settings: SettingsDep, prefer: str | None = Header(None)
+) -> Response:
+    """Search: a `searchset` Bundle with `total` and `self`/`next` links; `_count` (default 50,
+    max 500) and the opaque `_cursor` page through the results."""
+    _check_type(rtype)
+    params = list(request.query_params.multi_items())
+    count = _int_param(params, "_count", settings.default_page_size)
+    count = min(count, settings.max_page_size)
+    offset = _decode_cursor(dict(params).get("_cursor"))
+    resources, total, applied = transact(
+        store, lambda: store.search(rtype, params, offset=offset, count=count, strict=_strict(prefer))
+    )
+    base = fhir_base(request)
+
+    def link(at: int) -> str:
+        query = [*applied, ("_count", str(count))]
+        if at:
+            query.append(("_cursor", _encode_cursor(at)))
+        return f"{base}/{rtype}?{urlencode(query)}"
+
+    links = [{"relation": "self", "url": link(offset)}]
+    if count and offset + count < total:
+        links.append({"relation": "next", "url": link(offset + count)})
+    if offset > 0:
+        links.append({"relation": "previous", "url": link(max(0, offset - count))})
+    return fhir_response(searchset(base, resources, total, links))
+
+
+def searchset(base: str, resources: list[Stored], total: int, links: list[dict[str, str]]) -> bytes:
+    entries = [
+        {
+            "fullUrl": f"{base}/{s.type}/{s.id}",
+            "resource": orjson.Fragment(s.content or b"{}"),
+            "search": {"mode": "match"},
+        }
+        for s in resources
+    ]
+    return orjson.dumps(
+        {"resourceType": "Bundle", "type": "searchset", "total": total, "link": links, "entry": entries}
+    )
+
+
+@router.put("/{rtype}", summary="Conditional update", openapi_extra=BODY_SCHEMA)
+def conditional_update(
+    rtype: str, request: Request, body: BodyDep, store: StoreDep, prefer: str | None = Header(None)
+) -> Response:
+    """Upsert by search criteria (`?identifier=sys|val`): one match is updated, none creates,
+    several answer 412."""
+    _check_type(rtype, writing=True)
+    query = urlencode(list(request.query_params.multi_items()))
+    result = transact(store, lambda: store.conditional_update(rtype, query, body))
+    return write_response(result, prefer)
+
+
+@router.get("/{rtype}/{rid}", summary="Read")
+def read(rtype: str, rid: str, store: StoreDep) -> Response:
+    """Read the current version: 200 with `ETag`, 404 unknown, 410 deleted."""
+    _check_type(rtype)
+    stored = transact(store, lambda: store.read(rtype, rid))
+    assert stored.content is not None
+    return fhir_response(stored.content, 200, resource_headers(stored))
+
+
+@router.put("/{rtype}/{rid}", summary="Update", openapi_extra=BODY_SCHEMA)
+def update(
+    rtype: str,
+    rid: str,
+    body: BodyDep,
+    store: StoreDep,
+    if_match: str | None = Header(None),
+    prefer: str | None = Header(None),
+) -> Response:
+    """Update (200) or create with the client's id (201). `If-Match: W/"n"` must name the current
+    version (412 otherwise); the body's id must equal the URL's."""
+    _check_type(rtype, writing=True)
+    result = transact(store, lambda: store.update(rtype, rid, body, if_match=if_match))
+    return write_response(result, prefer)
+
+
+@router.delete("/{rtype}/{rid}", summary="Delete", status_code=204)
+def delete(rtype: str, rid: str, store: StoreDep) -> Response:
+    """Delete: 204; the resource stops counting in status and billing; read answers 410."""
+    _check_type(rtype, writing=True)
+    transact(store, lambda: store.delete(rtype, rid))
+    return Response(status_code=204)
+
+
+@router.get("/{rtype}/{rid}/_history", summary="History of a resource")
+def history(rtype: str, rid: str, request: Request, store: StoreDep) -> Response:
+    """Every version, newest first, as a `history` Bundle (deletions as DELETE entries)."""
+    _check_type(rtype)
+    versions = transact(store, lambda: store.history(rtype, rid))
+    base = fhir_base(request)
+    entries: list[dict[str, Any]] = []
+    for v in versions:
+        entry: dict[str, Any] = {"fullUrl": f"{base}/{rtype}/{rid}"}
+        if v.content is not None:
+            entry["resource"] = orjson.Fragment(v.content)
+            entry["request"] = {"method": "POST" if v.version_id == 1 else "PUT", "url": rtype}
+            entry["response"] = {"status": "201" if v.version_id == 1 else "200", "etag": v.etag}
+        else:
+            entry["request"] = {"method": "DELETE", "url": f"{rtype}/{rid}"}
+            entry["response"] = {"status": "204", "etag": v.etag}
+        entries.append(entry)
+    body = {"resourceType": "Bundle", "type": "history", "total": len(entries), "entry": entries}
+    return fhir_response(orjson.dumps(body))
+
+
+@router.get("/{rtype}/{rid}/_history/{vid}", summary="Version read")
+def vread(rtype: str, rid: str, vid: str, store: StoreDep) -> Response:
+    """Read one version (`vread`): 404 unknown version, 410 when that version is a deletion."""
+    _check_type(rtype)
+    if not vid.isdigit():
+        raise NotFound(f"{rtype}/{rid} has no version {vid[:20]!r}")
+    stored = transact(store, lambda: store.vread(rtype, rid, int(vid)))
+    assert stored.content is not None
+    return fhir_response(stored.content, 200, resource_headers(stored))
+
+
+def _int_param(params: list[tuple[str, str]], name: str, default: int) -> int:
+    value = dict(params).get(name)
+    if value is None:
+        return default
+    if not value.isdigit():
+        raise InvalidInput(Issue(f"{name} must be a whole number", "invalid", expression=(name,)))
+    return int(value)
+
+
+def _encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps({"o": offset})).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        value = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))["o"]
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        raise InvalidInput(
+            Issue("_cursor is not a cursor this server issued", "invalid", expression=("_cursor",))
+        ) from None
+    if not isinstance(value, int) or value < 0:
+        raise InvalidInput(
+            Issue("_cursor is not a cursor this server issued", "invalid", expression=("_cursor",))
+        )
+    return value

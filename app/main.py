@@ -1,0 +1,153 @@
+"""The ASGI application ``app.main:app``: settings read once, the engine made in the lifespan, one
+error handler turning domain errors into an OperationOutcome (``/fhir``) or a JSON error
+(everything else). A 500 says nothing internal; logs carry the error class and the route, never
+a body, a patient detail or a key."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.deps import Unauthorized, parse_api_keys
+from app.errors import DomainError, Issue, Unavailable
+from app.fhir.outcome import CODE_BY_STATUS, error_response, outcome_response, status_of
+from app.fhir.routes import router as fhir_router
+from app.settings import Settings, load_settings
+from app.store.db import make_engine, make_sessionmaker
+from app.store.migrate import current_revision, head_revision
+
+log = logging.getLogger("cocm")
+
+
+def _wants_fhir(request: Request) -> bool:
+    return request.url.path.startswith("/fhir")
+
+
+def _error(
+    request: Request,
+    status: int,
+    message: str,
+    issues: list[Issue] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    if _wants_fhir(request):
+        return outcome_response(
+            issues or [Issue(message, CODE_BY_STATUS.get(status, "processing"))], status, headers
+        )
+    body: dict[str, Any] = {"error": CODE_BY_STATUS.get(status, "error"), "detail": message}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(
+            settings.sqlalchemy_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+        )
+        app.state.engine = engine
+        app.state.sessionmaker = make_sessionmaker(engine)
+        try:
+            yield
+        finally:
+            engine.dispose()
+
+    app = FastAPI(
+        title="cocm-api",
+        version="0.1.0",
+        summary="FHIR R4 service for the Psychiatric Collaborative Care Model",
+        description=(
+            "Scores PHQ-9/GAD-7 responses, keeps the CoCM registry and turns care-manager minutes "
+            "into billing codes. FHIR R4 at `/fhir`, dashboard JSON at `/api/v1`."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.api_keys = parse_api_keys(settings.api_keys)
+    app.state.head_revision = head_revision()
+
+    @app.exception_handler(DomainError)
+    async def domain_error(request: Request, exc: DomainError) -> Response:
+        if _wants_fhir(request):
+            return error_response(exc)
+        status = status_of(exc)
+        headers = {"Retry-After": "5"} if status == 503 else None
+        return _error(request, status, exc.issues[0].diagnostics, headers=headers)
+
+    @app.exception_handler(Unauthorized)
+    async def unauthorized(request: Request, exc: Unauthorized) -> Response:
+        return _error(request, 401, f"authentication required: {exc}", headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        issues = [
+            Issue(
+                f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg', 'invalid')}",
+                "invalid",
+                expression=(".".join(str(p) for p in err.get("loc", ())[1:]),)
+                if len(err.get("loc", ())) > 1
+                else (),
+            )
+            for err in exc.errors()
+        ]
+        return _error(request, 400, issues[0].diagnostics if issues else "invalid request", issues)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        message = {404: "no such path", 405: "method not allowed here"}.get(exc.status_code, str(exc.detail))
+        return _error(request, exc.status_code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(OperationalError)
+    async def database_down(request: Request, exc: OperationalError) -> Response:
+        log.warning(
+            "database unavailable on %s %s", request.method, request.scope.get("route", request.url.path)
+        )
+        return await domain_error(request, Unavailable("the database is unavailable; retry shortly"))
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return await domain_error(request, Unavailable("the database connection was lost; retry shortly"))
+        log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
+        return _error(request, 500, "internal error; the request was not applied")
+
+    @app.get("/health", tags=["operations"])
+    def health() -> dict[str, str]:
+        """Liveness: the process answers. Touches no database."""
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["operations"])
+    def ready(request: Request) -> Response:
+        """Readiness: the database answers and its schema is at the head migration (503 otherwise)."""
+        try:
+            with request.app.state.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            revision = current_revision(request.app.state.engine)
+        except DBAPIError:
+            return JSONResponse(
+                {"status": "unavailable", "database": "unreachable"}, 503, {"Retry-After": "5"}
+            )
+        expected = request.app.state.head_revision
+        if revision != expected:
+            return JSONResponse(
+                {"status": "unavailable", "database": "reachable", "schema": revision, "expected": expected},
+                503,
+                {"Retry-After": "5"},
+            )
+        return JSONResponse({"status": "ready", "database": "reachable", "schema": revision})
+
+    app.include_router(fhir_router)
+    return app
+
+
+app = create_app()

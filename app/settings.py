@@ -1,0 +1,136 @@
+"""Settings: one pydantic-settings class, prefix ``COCM_``, read once by the app factory.
+
+The names and defaults are the contract in api.md. A bad value stops start-up with a one-line
+reason (``load_settings`` raises ``SettingsError``, a ``SystemExit``), never a traceback.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from app.domain import BillingConfig, CareConfig
+
+
+class SettingsError(SystemExit):
+    """Raised for an unusable setting; its message is the one line printed at start-up."""
+
+
+def _empty_to_none(value: object) -> object:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="COCM_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite:///./cocm.db"
+    timezone: str = "UTC"
+    billing_setting: Literal["physician", "fqhc_rhc"] = "physician"
+    api_keys: str = ""
+    max_body_bytes: int = Field(5_242_880, gt=0)
+    count_consultant_time: bool = False
+    g2214_covered: bool = True
+    max_99494_units: int | None = Field(None, ge=0)
+    apcm_addons: bool = False
+    # billing.md FQHC/RHC: G0511 still accepted 2025-01-01..2025-09-30 (default: 99484).
+    fqhc_g0511_transition: bool = False
+
+    # Care-status thresholds (measures.md): COCM_ + flag + unit.
+    not_improving_weeks: int = Field(10, ge=0)
+    measurement_overdue_days: int = Field(30, ge=0)
+    no_recent_contact_days: int = Field(30, ge=0)
+    case_review_due_days: int = Field(28, ge=0)
+    case_review_due_weeks: int = Field(8, ge=0)
+
+    # FHIR edge limits (api.md).
+    max_json_depth: int = Field(64, ge=2)
+    default_page_size: int = Field(50, ge=1)
+    max_page_size: int = Field(500, ge=1)
+    max_bundle_entries: int = Field(1000, ge=1)
+
+    # Connection pool (PostgreSQL).
+    db_pool_size: int = Field(10, ge=1)
+    db_max_overflow: int = Field(10, ge=0)
+
+    @field_validator("max_99494_units", mode="before")
+    @classmethod
+    def _blank_is_no_cap(cls, value: object) -> object:
+        return _empty_to_none(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _usable_url(cls, value: str) -> str:
+        sqlalchemy_url(value)
+        return value
+
+    @cached_property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def sqlalchemy_url(self) -> URL:
+        return sqlalchemy_url(self.database_url)
+
+    @property
+    def billing(self) -> BillingConfig:
+        return BillingConfig(
+            timezone=self.timezone,
+            setting=self.billing_setting,
+            count_consultant_time=self.count_consultant_time,
+            g2214_covered=self.g2214_covered,
+            max_99494_units=self.max_99494_units,
+            apcm_addons=self.apcm_addons,
+            fqhc_g0511_transition=self.fqhc_g0511_transition,
+        )
+
+    @property
+    def care(self) -> CareConfig:
+        return CareConfig(
+            not_improving_weeks=self.not_improving_weeks,
+            measurement_overdue_days=self.measurement_overdue_days,
+            no_recent_contact_days=self.no_recent_contact_days,
+            case_review_due_days=self.case_review_due_days,
+            new_patient_weeks=self.case_review_due_weeks,
+        )
+
+
+def sqlalchemy_url(text: str) -> URL:
+    """A plain ``sqlite:///...`` or ``postgresql://...`` URL with the driver the service uses."""
+    try:
+        url = make_url(text)
+    except ArgumentError as exc:
+        raise ValueError("not a database URL (expected sqlite:///... or postgresql://...)") from exc
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return url.set(drivername="sqlite+pysqlite")
+    if backend in {"postgresql", "postgres"}:
+        if not url.database:
+            raise ValueError("a postgresql URL must name a database")
+        return url.set(drivername="postgresql+psycopg")
+    raise ValueError(f"unsupported database {backend!r} (expected sqlite or postgresql)")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment (and .env); raise SettingsError with one line per bad value."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        reasons = "; ".join(
+            f"COCM_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise SettingsError(f"cocm-api: invalid settings: {reasons}") from None

@@ -1,0 +1,306 @@
+"""What a write extracts from a resource, in the same transaction (architecture.md, "Writes
+extract facts once").
+
+- Search columns and tokens for every type (``index_values``).
+- QuestionnaireResponse: scored by ``app.measures``; a complete PHQ-9/GAD-7/PHQ-2 becomes one
+  ``measurement`` row and one derived total-score Observation (tagged ``derived-score``, found with
+  ``derived-from``). The response and its derived Observation are one measurement, never two.
+- Observation: a total score (44261-6, 70274-6, 55758-7) sent directly is a measurement, unless it
+  is derived from a QuestionnaireResponse this server has scored (same measurement).
+- Encounter: a time entry and any initiating-visit / APCM facts (``app.billing.facts``).
+- Consent and EpisodeOfCare: their billing facts.
+
+Fact rows are replaced on every version and removed with the resource.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import orjson
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from app.billing import facts as billing_facts
+from app.errors import BusinessRuleViolation, Issue
+from app.measures.scoring import derived_observation, score_observation, score_questionnaire_response
+from app.store.models import (
+    ConsentFactRow,
+    EpisodeOfCareFactRow,
+    MeasurementRow,
+    ResourceToken,
+    TimeEntryRow,
+    VisitFactRow,
+)
+
+if TYPE_CHECKING:
+    from app.store.repository import ResourceStore
+
+COCM_TAG_SYSTEM = "http://cocm-api.org/fhir/CodeSystem/cocm-tag"
+DERIVED_TAG = "derived-score"
+DERIVED_TOKEN = "_cocm-derived-from"  # noqa: S105 (a search-token name, not a secret)  # internal token: the response a derived Observation came from
+
+
+@dataclass
+class IndexValues:
+    status: str | None = None
+    effective: datetime | None = None
+    effective_end: datetime | None = None
+    tokens: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def parse_instant(text: Any, zone: ZoneInfo) -> datetime | None:
+    """A FHIR date/dateTime/instant as an aware datetime; partial dates start their period in
+    the clinic zone, and so does a time without an offset."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        if len(text) == 4:
+            return datetime(int(text), 1, 1, tzinfo=zone)
+        if len(text) == 7:
+            return datetime(int(text[:4]), int(text[5:7]), 1, tzinfo=zone)
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            return datetime(day.year, day.month, day.day, tzinfo=zone)
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=zone)
+
+
+def _effective(rtype: str, data: dict[str, Any], zone: ZoneInfo) -> tuple[datetime | None, datetime | None]:
+    if rtype == "QuestionnaireResponse":
+        return parse_instant(data.get("authored"), zone), None
+    if rtype == "Observation":
+        period = data.get("effectivePeriod") or {}
+        start = data.get("effectiveDateTime") or data.get("effectiveInstant") or period.get("start")
+        return parse_instant(start, zone), parse_instant(period.get("end"), zone)
+    if rtype in {"Encounter", "EpisodeOfCare"}:
+        period = data.get("period") or {}
+        return parse_instant(period.get("start"), zone), parse_instant(period.get("end"), zone)
+    if rtype == "Consent":
+        return parse_instant(data.get("dateTime"), zone), None
+    return None, None
+
+
+def _last_two_segments(reference: str) -> str:
+    return "/".join(reference.rstrip("/").split("/")[-2:])
+
+
+def is_derived(data: dict[str, Any]) -> bool:
+    tags = (data.get("meta") or {}).get("tag") or []
+    return any(t.get("system") == COCM_TAG_SYSTEM and t.get("code") == DERIVED_TAG for t in tags)
+
+
+def index_values(rtype: str, data: dict[str, Any], zone: ZoneInfo) -> IndexValues:
+    values = IndexValues()
+    status = data.get("status")
+    values.status = status if isinstance(status, str) else None
+    values.effective, values.effective_end = _effective(rtype, data, zone)
+    if rtype == "Observation":
+        for coding in (data.get("code") or {}).get("coding") or []:
+            if coding.get("code"):
+                values.tokens.append(("code", coding.get("system") or "", coding["code"]))
+        for ref in data.get("derivedFrom") or []:
+            if isinstance(ref.get("reference"), str):
+                target = _last_two_segments(ref["reference"])
+                values.tokens.append(("derived-from", "", target))
+                if is_derived(data):
+                    values.tokens.append((DERIVED_TOKEN, "", target))
+    elif rtype == "QuestionnaireResponse" and isinstance(data.get("questionnaire"), str):
+        values.tokens.append(("questionnaire", "", data["questionnaire"]))
+    return values
+
+
+def clear(session: Session, tenant: str, rtype: str, rid: str) -> list[tuple[str, str]]:
+    """Remove the fact rows of a resource; return the resources derived from it (to delete)."""
+    derived: list[tuple[str, str]] = []
+    if rtype in {"QuestionnaireResponse", "Observation"}:
+        session.execute(
+            delete(MeasurementRow).where(
+                MeasurementRow.tenant == tenant,
+                MeasurementRow.source_type == rtype,
+                MeasurementRow.source_id == rid,
+            )
+        )
+    if rtype == "QuestionnaireResponse":
+        derived = [("Observation", oid) for oid in _derived_ids(session, tenant, rid)]
+    elif rtype == "Encounter":
+        session.execute(
+            delete(TimeEntryRow).where(TimeEntryRow.tenant == tenant, TimeEntryRow.encounter_id == rid)
+        )
+        session.execute(
+            delete(VisitFactRow).where(VisitFactRow.tenant == tenant, VisitFactRow.encounter_id == rid)
+        )
+    elif rtype == "Consent":
+        session.execute(
+            delete(ConsentFactRow).where(ConsentFactRow.tenant == tenant, ConsentFactRow.consent_id == rid)
+        )
+    elif rtype == "EpisodeOfCare":
+        session.execute(
+            delete(EpisodeOfCareFactRow).where(
+                EpisodeOfCareFactRow.tenant == tenant, EpisodeOfCareFactRow.episode_id == rid
+            )
+        )
+    return derived
+
+
+def _derived_ids(session: Session, tenant: str, response_id: str) -> list[str]:
+    return list(
+        session.scalars(
+            select(ResourceToken.resource_id).where(
+                ResourceToken.tenant == tenant,
+                ResourceToken.type == "Observation",
+                ResourceToken.param == DERIVED_TOKEN,
+                ResourceToken.value == f"QuestionnaireResponse/{response_id}",
+            )
+        ).all()
+    )
+
+
+def extract(
+    store: ResourceStore, rtype: str, rid: str, patient_id: str | None, data: dict[str, Any]
+) -> list[Issue]:
+    """Replace the fact rows of ``rtype/rid`` from its new content; return scoring warnings."""
+    session, tenant, zone = store.session, store.tenant, store.zone
+    derived = clear(session, tenant, rtype, rid)
+    if patient_id is None:
+        return []
+    if rtype == "QuestionnaireResponse":
+        return _extract_response(store, rid, patient_id, data, [oid for _, oid in derived])
+    if rtype == "Observation":
+        _extract_observation(store, rid, patient_id, data)
+    elif rtype == "Encounter":
+        entry = billing_facts.time_entry_from_encounter(data, rid, patient_id, zone.key)
+        if entry is not None:
+            session.add(
+                TimeEntryRow(
+                    tenant=tenant,
+                    encounter_id=rid,
+                    patient_id=patient_id,
+                    start=entry.start,
+                    seconds=entry.seconds,
+                    activity=entry.activity,
+                    excluded=entry.excluded,
+                )
+            )
+        for visit in billing_facts.visit_from_encounter(data, rid, patient_id, zone.key):
+            session.add(
+                VisitFactRow(
+                    tenant=tenant,
+                    encounter_id=rid,
+                    system=visit.system,
+                    code=visit.code,
+                    patient_id=patient_id,
+                    on_date=visit.on,
+                )
+            )
+    elif rtype == "Consent":
+        consent = billing_facts.consent_fact(data, rid, patient_id, zone.key)
+        session.add(
+            ConsentFactRow(
+                tenant=tenant,
+                consent_id=rid,
+                patient_id=patient_id,
+                active=consent.active,
+                on_date=consent.on,
+            )
+        )
+    elif rtype == "EpisodeOfCare":
+        episode = billing_facts.episode_of_care_fact(data, rid, patient_id, zone.key)
+        if episode is None:
+            return []
+        session.add(
+            EpisodeOfCareFactRow(
+                tenant=tenant,
+                episode_id=rid,
+                patient_id=patient_id,
+                start=episode.start,
+                end=episode.end,
+                finished=episode.finished,
+                program=episode.program,
+            )
+        )
+    return []
+
+
+def _extract_response(
+    store: ResourceStore, rid: str, patient_id: str, data: dict[str, Any], derived_ids: list[str]
+) -> list[Issue]:
+    scored = score_questionnaire_response(data)
+    warnings = [Issue(w, "informational", "warning") for w in (scored.warnings if scored else ())]
+    if scored is None or not scored.complete or scored.total is None:
+        for oid in derived_ids:
+            store.delete("Observation", oid)
+        return warnings
+    effective = parse_instant(data.get("authored"), store.zone)
+    if effective is None:
+        effective = parse_instant(data["meta"]["lastUpdated"], store.zone)
+        warnings.append(
+            Issue(
+                "QuestionnaireResponse.authored is missing: the time received is used",
+                "informational",
+                "warning",
+            )
+        )
+    assert effective is not None
+    store.session.add(
+        MeasurementRow(
+            tenant=store.tenant,
+            source_type="QuestionnaireResponse",
+            source_id=rid,
+            patient_id=patient_id,
+            instrument=scored.instrument,
+            score=scored.total,
+            item9=scored.item9,
+            effective=effective,
+            warnings=orjson.dumps([w.diagnostics for w in warnings]).decode(),
+        )
+    )
+    observation = derived_observation(rid, data, scored)
+    meta = observation.setdefault("meta", {})
+    meta["tag"] = [*meta.get("tag", []), {"system": COCM_TAG_SYSTEM, "code": DERIVED_TAG}]
+    for extra in derived_ids[1:]:
+        store.delete("Observation", extra)
+    store.write_derived("Observation", derived_ids[0] if derived_ids else None, observation)
+    return warnings
+
+
+def _extract_observation(store: ResourceStore, rid: str, patient_id: str, data: dict[str, Any]) -> None:
+    if is_derived(data):
+        return  # the response it came from holds the measurement
+    score = score_observation(data)
+    if score is None:
+        return
+    if score.derived_from is not None:
+        response_id = score.derived_from.rsplit("/", 1)[-1]
+        already = store.session.get(MeasurementRow, (store.tenant, "QuestionnaireResponse", response_id))
+        if already is not None:
+            return  # one measurement, never two (measures.md)
+    effective, _ = _effective("Observation", data, store.zone)
+    if effective is None:
+        effective = parse_instant(data.get("issued"), store.zone)
+    if effective is None:
+        raise BusinessRuleViolation(
+            Issue(
+                "a total-score Observation needs effective[x] or issued to place the score in time",
+                "required",
+                expression=("Observation.effective[x]",),
+            )
+        )
+    store.session.add(
+        MeasurementRow(
+            tenant=store.tenant,
+            source_type="Observation",
+            source_id=rid,
+            patient_id=patient_id,
+            instrument=score.instrument,
+            score=score.score,
+            item9=None,
+            effective=effective,
+            warnings="[]",
+        )
+    )

@@ -1,0 +1,439 @@
+"""The resource store: versioned FHIR resources plus the facts extracted from them.
+
+Every write keeps the JSON as received (with ``id`` and ``meta.versionId``/``meta.lastUpdated``
+set), a copy per version, the identifier and token index rows, and the fact rows, all in the
+caller's transaction: this module only flushes, the edge commits (architecture.md).
+
+Every query names the tenant; resource ids are unique across tenants, and an id held by another
+tenant behaves exactly like an unknown id (404), for update-as-create too.
+
+Idempotency (api.md): an identifier (system, value) is unique per tenant and type. A create whose
+identifier is already stored answers the stored resource (200) when the content is the same
+(ignoring ``id`` and ``meta``) and 409 when it differs. Concurrent duplicates meet at the primary
+key of ``resource_identifier``; the edge retries the request once it loses (see ``app.fhir.routes``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+from zoneinfo import ZoneInfo
+
+import orjson
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from app.errors import (
+    BusinessRuleViolation,
+    Conflict,
+    Gone,
+    InvalidInput,
+    Issue,
+    NotFound,
+    PreconditionFailed,
+)
+from app.fhir.validation import patient_reference, validate_resource
+from app.store import facts
+from app.store.models import Resource, ResourceIdentifier, ResourceToken, ResourceVersion
+from app.store.search import build_conditions
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One version of a resource as the client sees it."""
+
+    type: str
+    id: str
+    version_id: int
+    last_updated: datetime
+    content: bytes | None  # None for a deleted version
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version_id}"'
+
+    @property
+    def location(self) -> str:
+        return f"{self.type}/{self.id}/_history/{self.version_id}"
+
+    @property
+    def last_modified(self) -> str:
+        return self.last_updated.strftime("%a, %d %b %Y %H:%M:%S GMT")
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    stored: Stored
+    created: bool  # 201 when True, 200 otherwise
+    warnings: list[Issue] = field(default_factory=list)
+
+
+def now_instant() -> datetime:
+    moment = datetime.now(UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def format_instant(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def _strip_server_fields(data: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in data.items() if k not in {"id", "meta"}}
+    meta = {k: v for k, v in (data.get("meta") or {}).items() if k not in {"versionId", "lastUpdated"}}
+    if meta:
+        out["meta"] = meta
+    return out
+
+
+def identifiers_of(data: dict[str, Any]) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    raw = data.get("identifier") or []
+    for ident in [raw] if isinstance(raw, dict) else raw:  # QuestionnaireResponse has one, others a list
+        if isinstance(ident, dict) and ident.get("value"):
+            pair = (str(ident.get("system") or ""), str(ident["value"]))
+            if pair not in pairs:
+                pairs.append(pair)
+    return pairs
+
+
+class ResourceStore:
+    def __init__(self, session: Session, tenant: str, zone: ZoneInfo) -> None:
+        self.session = session
+        self.tenant = tenant
+        self.zone = zone
+
+    # ----------------------------------------------------------------- reads
+    def _row(self, rtype: str, rid: str) -> Resource | None:
+        return self.session.get(Resource, (self.tenant, rtype, rid))
+
+    def read(self, rtype: str, rid: str) -> Stored:
+        row = self._row(rtype, rid)
+        if row is None:
+            raise NotFound(f"{rtype}/{rid} is not known")
+        if row.deleted:
+            raise Gone(f"{rtype}/{rid} was deleted")
+        return _stored(row)
+
+    def vread(self, rtype: str, rid: str, version_id: int) -> Stored:
+        version = self.session.get(ResourceVersion, (self.tenant, rtype, rid, version_id))
+        if version is None:
+            raise NotFound(f"{rtype}/{rid} has no version {version_id}")
+        if version.deleted:
+            raise Gone(f"{rtype}/{rid} version {version_id} is a deletion")
+        return _stored_version(version)
+
+    def history(self, rtype: str, rid: str) -> list[Stored]:
+        rows = self.session.scalars(
+            select(ResourceVersion)
+            .where(
+                ResourceVersion.tenant == self.tenant,
+                ResourceVersion.type == rtype,
+                ResourceVersion.id == rid,
+            )
+            .order_by(ResourceVersion.version_id.desc())
+        ).all()
+        if not rows:
+            raise NotFound(f"{rtype}/{rid} is not known")
+        return [_stored_version(r) for r in rows]
+
+    def search(
+        self,
+        rtype: str,
+        params: Sequence[tuple[str, str]],
+        *,
+        offset: int = 0,
+        count: int = 50,
+        strict: bool = False,
+    ) -> tuple[list[Stored], int, list[tuple[str, str]]]:
+        query = build_conditions(self.tenant, rtype, params, self.zone, strict=strict)
+        where = [Resource.tenant == self.tenant, Resource.type == rtype, Resource.deleted.is_(False)]
+        where += query.conditions
+        total = self.session.scalar(select(func.count()).select_from(Resource).where(*where)) or 0
+        rows = (
+            self.session.scalars(
+                select(Resource)
+                .where(*where)
+                .order_by(Resource.last_updated, Resource.id)
+                .offset(offset)
+                .limit(count)
+            ).all()
+            if count > 0
+            else []
+        )
+        return [_stored(r) for r in rows], total, query.applied
+
+    def patient_exists(self, patient_id: str) -> bool:
+        row = self._row("Patient", patient_id)
+        return row is not None and not row.deleted
+
+    # ---------------------------------------------------------------- writes
+    def create(
+        self, rtype: str, data: dict[str, Any], *, if_none_exist: str | None = None, rid: str | None = None
+    ) -> WriteResult:
+        """POST: conditional on ``If-None-Exist`` when given, idempotent on identifiers."""
+        validate_resource(data, rtype)
+        if if_none_exist is not None:
+            matches = self.match(rtype, if_none_exist, "If-None-Exist")
+            if len(matches) > 1:
+                raise PreconditionFailed(
+                    f"If-None-Exist matches {len(matches)} {rtype} resources; it must match at most one"
+                )
+            if matches:
+                return WriteResult(_stored(matches[0]), created=False)
+        for system, value in identifiers_of(data):
+            existing = self._by_identifier(rtype, system, value)
+            if existing is None:
+                continue
+            if _strip_server_fields(data) == _strip_server_fields(orjson.loads(existing.content)):
+                return WriteResult(_stored(existing), created=False)
+            raise Conflict(
+                Issue(
+                    f"{rtype} with identifier {system}|{value} already exists as {rtype}/{existing.id} "
+                    "with different content; use PUT or a conditional update to change it",
+                    "duplicate",
+                    expression=(f"{rtype}.identifier",),
+                )
+            )
+        return self._write(rtype, rid or str(uuid.uuid4()), data, None)
+
+    def update(
+        self, rtype: str, rid: str, data: dict[str, Any], *, if_match: str | None = None
+    ) -> WriteResult:
+        """PUT: a new version, or a create with the client's id (update-as-create)."""
+        validate_resource(data, rtype)
+        if data.get("id") != rid:
+            raise InvalidInput(
+                Issue(f"the body's id must equal the URL id {rid!r}", "invalid", expression=(f"{rtype}.id",))
+            )
+        row = self._row(rtype, rid)
+        if row is None and self._id_taken_elsewhere(rtype, rid):
+            raise NotFound(f"{rtype}/{rid} is not known")  # another tenant's id: no existence leak
+        if if_match is not None:
+            expected = _parse_etag(if_match)
+            current = row.version_id if row is not None and not row.deleted else None
+            if current != expected:
+                raise PreconditionFailed(
+                    f"If-Match {if_match} does not match the current version "
+                    f"({'none' if current is None else current})"
+                )
+        return self._write(rtype, rid, data, row)
+
+    def conditional_update(self, rtype: str, query: str, data: dict[str, Any]) -> WriteResult:
+        """PUT /fhir/{type}?identifier=...: update the one match, create when none, 412 when several."""
+        validate_resource(data, rtype)
+        matches = self.match(rtype, query, "the conditional update")
+        if len(matches) > 1:
+            raise PreconditionFailed(f"the conditional update matches {len(matches)} {rtype} resources")
+        if not matches:
+            rid = data.get("id") or str(uuid.uuid4())
+            if self._row(rtype, rid) is not None or self._id_taken_elsewhere(rtype, rid):
+                raise Conflict(f"{rtype}/{rid} exists but does not match the conditional update's criteria")
+            return self._write(rtype, rid, data, None)
+        row = matches[0]
+        if data.get("id") not in (None, row.id):
+            raise InvalidInput(
+                Issue(
+                    f"the body's id must be {row.id!r}, the matched resource",
+                    "invalid",
+                    expression=(f"{rtype}.id",),
+                )
+            )
+        return self._write(rtype, row.id, data, row)
+
+    def delete(self, rtype: str, rid: str) -> None:
+        """DELETE: a deletion version; identifiers, tokens and facts go with it. Deleting twice is fine."""
+        row = self._row(rtype, rid)
+        if row is None:
+            raise NotFound(f"{rtype}/{rid} is not known")
+        if row.deleted:
+            return
+        moment = now_instant()
+        row.deleted = True
+        row.version_id += 1
+        row.last_updated = moment
+        self.session.add(
+            ResourceVersion(
+                tenant=self.tenant,
+                type=rtype,
+                id=rid,
+                version_id=row.version_id,
+                last_updated=moment,
+                deleted=True,
+            )
+        )
+        self._clear_index(rtype, rid)
+        for derived in facts.clear(self.session, self.tenant, rtype, rid):
+            self.delete(derived[0], derived[1])
+
+    # --------------------------------------------------------------- helpers
+    def match(self, rtype: str, query: str, where: str) -> list[Resource]:
+        try:
+            params = parse_qsl(query.split("?", 1)[-1], keep_blank_values=True, strict_parsing=True)
+        except ValueError:
+            raise InvalidInput(f"{where} is not a search query: expected name=value pairs") from None
+        if not params:
+            raise InvalidInput(f"{where} has no search criteria")
+        conditions = build_conditions(self.tenant, rtype, params, self.zone, strict=True).conditions
+        return list(
+            self.session.scalars(
+                select(Resource)
+                .where(
+                    Resource.tenant == self.tenant,
+                    Resource.type == rtype,
+                    Resource.deleted.is_(False),
+                    *conditions,
+                )
+                .limit(2)
+            ).all()
+        )
+
+    def by_identifiers(self, rtype: str, data: dict[str, Any]) -> Resource | None:
+        """The live resource holding any of the identifiers in ``data``, if one does."""
+        for system, value in identifiers_of(data):
+            row = self._by_identifier(rtype, system, value)
+            if row is not None and not row.deleted:
+                return row
+        return None
+
+    def _by_identifier(self, rtype: str, system: str, value: str) -> Resource | None:
+        ident = self.session.get(ResourceIdentifier, (self.tenant, rtype, system, value))
+        if ident is None:
+            return None
+        return self._row(rtype, ident.resource_id)
+
+    def _id_taken_elsewhere(self, rtype: str, rid: str) -> bool:
+        found = self.session.scalar(
+            select(Resource.tenant).where(
+                Resource.type == rtype, Resource.id == rid, Resource.tenant != self.tenant
+            )
+        )
+        return found is not None
+
+    def _resolve_patient(self, rtype: str, data: dict[str, Any]) -> str | None:
+        ref = patient_reference(data)
+        if ref is None:
+            return None
+        path, patient_id = ref
+        if not self.patient_exists(patient_id):
+            raise BusinessRuleViolation(
+                Issue(
+                    f"{path} refers to Patient/{patient_id}, which is not a patient on this server",
+                    "business-rule",
+                    expression=(path,),
+                )
+            )
+        return patient_id
+
+    def _write(self, rtype: str, rid: str, data: dict[str, Any], row: Resource | None) -> WriteResult:
+        patient_id = self._resolve_patient(rtype, data)
+        identifiers = identifiers_of(data)
+        for system, value in identifiers:
+            holder = self.session.get(ResourceIdentifier, (self.tenant, rtype, system, value))
+            if holder is not None and holder.resource_id != rid:
+                raise Conflict(
+                    Issue(
+                        f"identifier {system}|{value} already belongs to {rtype}/{holder.resource_id}",
+                        "duplicate",
+                        expression=(f"{rtype}.identifier",),
+                    )
+                )
+        moment = now_instant()
+        created = row is None or row.deleted
+        version_id = 1 if row is None else row.version_id + 1
+        meta = {k: v for k, v in (data.get("meta") or {}).items() if k not in {"versionId", "lastUpdated"}}
+        meta = {"versionId": str(version_id), "lastUpdated": format_instant(moment), **meta}
+        body = {"resourceType": rtype, "id": rid, "meta": meta}
+        body.update((k, v) for k, v in data.items() if k not in body)
+        content = orjson.dumps(body).decode()
+        if "\\u0000" in content:
+            raise InvalidInput(
+                Issue("strings must not contain NUL characters", "invalid", expression=(rtype,))
+            )
+        index = facts.index_values(rtype, data, self.zone)
+        if row is None:
+            row = Resource(tenant=self.tenant, type=rtype, id=rid)
+            self.session.add(row)
+        else:
+            self._clear_index(rtype, rid)
+        row.version_id = version_id
+        row.last_updated = moment
+        row.deleted = False
+        row.patient_id = patient_id
+        row.status = index.status
+        row.effective = index.effective
+        row.effective_end = index.effective_end
+        row.content = content
+        self.session.add(
+            ResourceVersion(
+                tenant=self.tenant,
+                type=rtype,
+                id=rid,
+                version_id=version_id,
+                last_updated=moment,
+                content=content,
+            )
+        )
+        for system, value in identifiers:
+            self.session.add(
+                ResourceIdentifier(
+                    tenant=self.tenant, type=rtype, system=system, value=value, resource_id=rid
+                )
+            )
+        for param, system, value in index.tokens:
+            self.session.add(
+                ResourceToken(
+                    tenant=self.tenant, type=rtype, resource_id=rid, param=param, system=system, value=value
+                )
+            )
+        self.session.flush()
+        warnings = facts.extract(self, rtype, rid, patient_id, body)
+        stored = Stored(rtype, rid, version_id, moment, content.encode())
+        return WriteResult(stored, created, warnings)
+
+    def write_derived(self, rtype: str, rid: str | None, data: dict[str, Any]) -> str:
+        """Create or update a resource the service derives itself (no identifier idempotency)."""
+        row = self._row(rtype, rid) if rid else None
+        new_id = rid or str(uuid.uuid4())
+        self._write(rtype, new_id, {**data, "id": new_id}, row)
+        return new_id
+
+    def _clear_index(self, rtype: str, rid: str) -> None:
+        self.session.execute(
+            delete(ResourceIdentifier).where(
+                ResourceIdentifier.tenant == self.tenant,
+                ResourceIdentifier.type == rtype,
+                ResourceIdentifier.resource_id == rid,
+            )
+        )
+        self.session.execute(
+            delete(ResourceToken).where(
+                ResourceToken.tenant == self.tenant,
+                ResourceToken.type == rtype,
+                ResourceToken.resource_id == rid,
+            )
+        )
+
+
+def _parse_etag(value: str) -> int:
+    text = value.strip()
+    if text.startswith("W/"):
+        text = text[2:]
+    text = text.strip('"')
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidInput(f'If-Match must be an ETag like W/"3", got {value[:40]!r}') from None
+
+
+def _stored(row: Resource) -> Stored:
+    return Stored(row.type, row.id, row.version_id, row.last_updated, row.content.encode())
+
+
+def _stored_version(row: ResourceVersion) -> Stored:
+    return Stored(
+        row.type, row.id, row.version_id, row.last_updated, row.content.encode() if row.content else None
+    )

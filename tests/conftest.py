@@ -1,0 +1,144 @@
+"""Test fixtures: a real database built by the real migrations, and the real app over HTTP.
+
+The database is SQLite (a temporary file) unless ``COCM_TEST_DATABASE_URL`` names a PostgreSQL
+server (``postgresql://postgres@127.0.0.1:5432/postgres``): then each test run creates its own
+database there and drops it at the end. Between tests every table is emptied.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from app.main import create_app
+from app.settings import Settings
+from app.store.db import make_engine
+from app.store.migrate import upgrade
+from app.store.models import Base
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = REPO_ROOT.parent / "shared"
+FIXTURES = SHARED / "fixtures" / "fhir"
+FHIR_JSON = "application/fhir+json"
+
+
+def load_fixture(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((FIXTURES / name).read_text())
+    return data
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = os.environ.get("COCM_TEST_DATABASE_URL", "").strip()
+    if not server or server.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'cocm-test.db'}"
+        return
+    name = f"cocm_test_{uuid.uuid4().hex[:12]}"
+    admin_url = make_url(server).set(drivername="postgresql+psycopg")
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_url.set(database=name).render_as_string(hide_password=False).replace("+psycopg", "")
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def migrated_engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(Settings(database_url=database_url).sqlalchemy_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def _empty_tables(engine: Engine) -> None:
+    with engine.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
+
+
+@pytest.fixture
+def settings_factory(database_url: str, migrated_engine: Engine) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        return Settings(database_url=database_url, **overrides)
+
+    return make
+
+
+@pytest.fixture
+def make_client(
+    settings_factory: Callable[..., Settings], migrated_engine: Engine
+) -> Iterator[Callable[..., TestClient]]:
+    """Build a client for an app with the given setting overrides (tables emptied first)."""
+    _empty_tables(migrated_engine)
+    clients: list[TestClient] = []
+
+    def make(**overrides: Any) -> TestClient:
+        client = TestClient(create_app(settings_factory(**overrides)), raise_server_exceptions=False)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client: Callable[..., TestClient]) -> TestClient:
+    return make_client()
+
+
+@pytest.fixture
+def db(migrated_engine: Engine) -> Engine:
+    """The test database's engine, for asserting what was (not) written."""
+    return migrated_engine
+
+
+def count_rows(engine: Engine, table: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one())
+
+
+class Fhir:
+    """Small helpers for FHIR calls through the HTTP client."""
+
+    def __init__(self, client: TestClient) -> None:
+        self.client = client
+
+    def post(self, body: dict[str, Any], **headers: str) -> Any:
+        return self.client.post(
+            f"/fhir/{body['resourceType']}", json=body, headers={"Content-Type": FHIR_JSON, **headers}
+        )
+
+    def put(self, path: str, body: dict[str, Any], **headers: str) -> Any:
+        return self.client.put(f"/fhir/{path}", json=body, headers={"Content-Type": FHIR_JSON, **headers})
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.client.get(f"/fhir/{path}", params=params)
+
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        response = self.post(body)
+        assert response.status_code in (200, 201), response.text
+        data: dict[str, Any] = response.json()
+        return data
+
+    def patient(self, **extra: Any) -> str:
+        return str(self.create({"resourceType": "Patient", **extra})["id"])
+
+
+@pytest.fixture
+def fhir(client: TestClient) -> Fhir:
+    return Fhir(client)

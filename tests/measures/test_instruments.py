@@ -1,0 +1,283 @@
+"""The instrument tables against shared/spec/measures.md, severity bands, and the linkId maps."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from app.domain import Instrument as InstrumentName
+from app.measures import instruments as ins
+from app.measures.instruments import (
+    ANSWERS,
+    DIFFICULTY_ANSWERS,
+    FALLBACK_MAPS,
+    GAD7,
+    INSTRUMENTS,
+    PHQ2,
+    PHQ9,
+    QUESTIONNAIRE_MAPS,
+    canonical_key,
+    linkid_map,
+    linkid_map_from_json,
+    severity,
+)
+
+MEASURES_MD = Path(__file__).parents[3] / "shared/spec/measures.md"
+
+
+@pytest.fixture(scope="module")
+def spec() -> str:
+    # No skip: the page is the authority these tables are checked against.
+    assert MEASURES_MD.is_file(), f"{MEASURES_MD} is missing"
+    return MEASURES_MD.read_text(encoding="utf-8")
+
+
+def _paragraph(text: str, start: str) -> str:
+    index = text.index(start)
+    end = text.find("\n\n", index)
+    return " ".join(text[index : end if end != -1 else None].split())
+
+
+# --- against measures.md ---------------------------------------------------------------------------
+
+
+def test_panels_totals_and_ranges_match_the_page(spec: str) -> None:
+    found = re.findall(
+        r"(PHQ-9|GAD-7|PHQ-2), panel (\d+-\d), total(?: score)? (\d+-\d) \(range 0-(\d+)\)", spec
+    )
+    assert {name for name, *_ in found} == set(INSTRUMENTS)
+    for name, panel, total, maximum in found:
+        definition = INSTRUMENTS[name]
+        assert (definition.panel, definition.total, definition.max_score) == (panel, total, int(maximum))
+
+
+def test_phq9_items_match_the_page_table(spec: str) -> None:
+    rows = re.findall(r"^\| (\d+) \| (\d+-\d) \| (.+?) \|$", spec, flags=re.MULTILINE)
+    assert len(rows) == 10
+    table = [(int(n), code) for n, code, _ in rows]
+    assert table[:9] == [(item.number, item.loinc) for item in PHQ9.items]
+    assert table[9] == (PHQ9.unscored[0].number, PHQ9.unscored[0].loinc)
+    assert "not scored" in rows[9][2]
+    assert "safety item" in rows[8][2]
+    assert rows[8][1] == PHQ9.safety_item
+
+
+def test_gad7_items_match_the_page(spec: str) -> None:
+    paragraph = _paragraph(spec, "GAD-7, panel")
+    items_text = paragraph.split("items", 1)[1]
+    assert re.findall(r"\d+-\d", items_text) == list(GAD7.item_codes)
+    assert "No difficulty item" in paragraph
+    assert GAD7.unscored == ()
+
+
+def test_phq2_items_match_the_page(spec: str) -> None:
+    paragraph = _paragraph(spec, "PHQ-2, panel")
+    items_text = paragraph.split("items", 1)[1]
+    assert re.findall(r"\d+-\d", items_text) == list(PHQ2.item_codes)
+    assert PHQ2.items == PHQ9.items[:2]  # the same objects: defined once
+
+
+def test_answer_list_matches_the_page(spec: str) -> None:
+    rows = re.findall(r"^\| (LA\d+-\d) \| (.+?) \| (\d) \|$", spec, flags=re.MULTILINE)
+    assert {code: int(score) for code, _, score in rows} == {a.code: a.score for a in ANSWERS.values()}
+    for code, text, _ in rows:
+        assert text.startswith(ANSWERS[code].text)
+    assert ANSWERS["LA18938-3"].score == 2
+
+
+def test_difficulty_answers_match_the_page(spec: str) -> None:
+    paragraph = _paragraph(spec, "Difficulty item answers")
+    assert re.findall(r"LA\d+-\d", paragraph) == list(DIFFICULTY_ANSWERS)
+    assert all(a.score is None for a in DIFFICULTY_ANSWERS.values())
+    assert not set(DIFFICULTY_ANSWERS) & set(ANSWERS)
+
+
+def test_severity_bands_match_the_page(spec: str) -> None:
+    paragraph = _paragraph(spec, "Severity bands:")
+    for definition in (PHQ9, GAD7):
+        segment = re.search(rf"{definition.name} (.*?)\.(?:\s|$)", paragraph)
+        assert segment is not None
+        bands = re.findall(r"(\d+)-(\d+) ([a-z][a-z ]*[a-z])", segment.group(1))
+        assert [(int(lo), int(hi), label) for lo, hi, label in bands] == [
+            (b.low, b.high, b.label) for b in definition.bands
+        ]
+        # contiguous and covering the whole range
+        assert definition.bands[0].low == 0
+        assert definition.bands[-1].high == definition.max_score
+        for before, after in zip(definition.bands, definition.bands[1:], strict=False):
+            assert after.low == before.high + 1
+    assert PHQ2.bands == ()
+
+
+def test_codes_the_page_calls_wrong_are_not_used(spec: str) -> None:
+    assert "69726-8..69731-8" in spec and "70273-8" in spec and "55757-9 as the PHQ-2 total" in spec
+    every_code = {
+        code
+        for definition in INSTRUMENTS.values()
+        for code in (*definition.item_codes, definition.total, *(i.loinc for i in definition.unscored))
+    }
+    assert not any(69726 <= int(code.split("-")[0]) <= 69731 for code in GAD7.item_codes)
+    assert "70273-8" not in every_code
+    assert PHQ2.total != "55757-9"
+    assert PHQ2.panel == "55757-9"
+
+
+def test_max_scores() -> None:
+    assert (PHQ9.max_score, GAD7.max_score, PHQ2.max_score) == (27, 21, 6)
+
+
+def test_no_code_is_typed_twice() -> None:
+    source = Path(ins.__file__).read_text(encoding="utf-8")
+    for definition in INSTRUMENTS.values():
+        for item in definition.items + definition.unscored:
+            assert len(re.findall(rf'"{re.escape(item.loinc)}"', source)) == 1, item.loinc
+    for code in (*ANSWERS, *DIFFICULTY_ANSWERS):
+        assert len(re.findall(rf'"{re.escape(code)}"', source)) == 1, code
+
+
+# --- severity --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("instrument", "score", "expected"),
+    [
+        ("PHQ-9", 0, "minimal"),
+        ("PHQ-9", 4, "minimal"),
+        ("PHQ-9", 5, "mild"),
+        ("PHQ-9", 9, "mild"),
+        ("PHQ-9", 10, "moderate"),
+        ("PHQ-9", 14, "moderate"),
+        ("PHQ-9", 15, "moderately severe"),
+        ("PHQ-9", 19, "moderately severe"),
+        ("PHQ-9", 20, "severe"),
+        ("PHQ-9", 27, "severe"),
+        ("GAD-7", 0, "minimal"),
+        ("GAD-7", 4, "minimal"),
+        ("GAD-7", 5, "mild"),
+        ("GAD-7", 9, "mild"),
+        ("GAD-7", 10, "moderate"),
+        ("GAD-7", 14, "moderate"),
+        ("GAD-7", 15, "severe"),
+        ("GAD-7", 21, "severe"),
+        ("PHQ-2", 0, None),
+        ("PHQ-2", 6, None),
+    ],
+)
+def test_severity_band_boundaries(instrument: InstrumentName, score: int, expected: str | None) -> None:
+    assert severity(instrument, score) == expected
+    assert severity(INSTRUMENTS[instrument], score) == expected
+
+
+@pytest.mark.parametrize(("instrument", "score"), [("PHQ-9", 28), ("PHQ-9", -1), ("GAD-7", 22), ("PHQ-2", 7)])
+def test_severity_rejects_scores_out_of_range(instrument: InstrumentName, score: int) -> None:
+    with pytest.raises(ValueError, match="score must be"):
+        severity(instrument, score)
+
+
+def test_severity_rejects_unknown_instrument() -> None:
+    with pytest.raises(ValueError, match="unknown instrument"):
+        severity("PHQ-15", 3)  # type: ignore[arg-type]
+
+
+def test_phq2_screen_cutoff() -> None:
+    assert PHQ2.screen_positive_at == 3
+
+
+# --- linkId maps -----------------------------------------------------------------------------------
+
+
+def test_access_maps() -> None:
+    phq9 = QUESTIONNAIRE_MAPS["http://example.org/Questionnaire/PHQ9Questionnaire"]
+    assert phq9.instrument == "PHQ-9"
+    assert [phq9.items[f"phq9-{n}"] for n in range(1, 10)] == list(PHQ9.item_codes)
+    assert phq9.unscored == {"phq9-10": "69722-7"}
+    assert phq9.totals == {"total-score"}
+    gad7 = QUESTIONNAIRE_MAPS["http://example.org/Questionnaire/GAD7Questionnaire"]
+    assert [gad7.items[f"gad7-{n}"] for n in range(1, 8)] == list(GAD7.item_codes)
+    assert gad7.totals == {"total-score"}
+
+
+def test_mii_maps_accept_every_published_scheme() -> None:
+    base = "https://www.medizininformatik-initiative.de/fhir/ext/modul-pro/Questionnaire/"
+    phq9 = QUESTIONNAIRE_MAPS[base + "mii-qst-pro-phq-9"]
+    for scheme in (
+        [f"phq-phq2{c}" for c in "abcdefghi"],
+        [f"phq-phq9-q{n:02d}" for n in range(1, 10)],
+        [f"PHQ.{n}" for n in range(1, 10)],
+        [f"PHQ-9.{n}" for n in range(1, 10)],
+    ):
+        assert [phq9.items[link] for link in scheme] == list(PHQ9.item_codes)
+    assert set(phq9.unscored) == {"phq-phq9-difficulty", "phq-phq9-q10", "PHQ.10"}
+    assert phq9.totals == {"phq-phq9-score-total"}
+    gad7 = QUESTIONNAIRE_MAPS[base + "mii-qst-pro-gad-7"]
+    for scheme in (
+        [f"phq-phq5{c}" for c in "abcdefg"],
+        [f"phq-gad7-q{n:02d}" for n in range(1, 8)],
+        [f"gad7-q{n:02d}" for n in range(1, 8)],
+    ):
+        assert [gad7.items[link] for link in scheme] == list(GAD7.item_codes)
+    assert gad7.totals == {"phq-gad7-score-total"}
+
+
+def test_fallback_patterns() -> None:
+    phq9, gad7 = FALLBACK_MAPS
+    assert phq9.instrument == "PHQ-9" and gad7.instrument == "GAD-7"
+    for prefix in ("phq9-", "PHQ.", "PHQ-9."):
+        assert [phq9.items[f"{prefix}{n}"] for n in range(1, 10)] == list(PHQ9.item_codes)
+        assert phq9.unscored[f"{prefix}10"] == "69722-7"
+    assert [gad7.items[f"gad7-{n}"] for n in range(1, 8)] == list(GAD7.item_codes)
+
+
+def test_every_map_points_at_defined_items_only() -> None:
+    for linkmap in (*QUESTIONNAIRE_MAPS.values(), *FALLBACK_MAPS):
+        definition = INSTRUMENTS[linkmap.instrument]
+        assert set(linkmap.items.values()) == set(definition.item_codes)
+        assert set(linkmap.unscored.values()) <= {i.loinc for i in definition.unscored}
+        assert not linkmap.totals & set(linkmap.items)
+        assert linkmap.link_ids >= set(linkmap.items)
+
+
+def test_linkid_map_rejects_bad_schemes() -> None:
+    with pytest.raises(ValueError, match="lists 7 to 7 linkIds"):
+        linkid_map("GAD-7", ["a", "b"])
+    with pytest.raises(ValueError, match="names two items"):
+        linkid_map("PHQ-2", ["a", "b"], ["b", "a"])
+    with pytest.raises(ValueError, match="also name items"):
+        linkid_map("PHQ-2", ["a", "b"], totals=["a"])
+
+
+def test_linkid_map_from_json() -> None:
+    key, linkmap = linkid_map_from_json(
+        {
+            "canonical": "http://clinic.example/Questionnaire/phq|2.0",
+            "instrument": "PHQ-9",
+            "schemes": [[f"g1.q{n}" for n in range(1, 11)]],
+            "totals": ["g1.score"],
+        }
+    )
+    assert key == "http://clinic.example/Questionnaire/phq"
+    assert linkmap.items["g1.q9"] == PHQ9.safety_item
+    assert linkmap.unscored == {"g1.q10": "69722-7"}
+    assert linkmap.totals == {"g1.score"}
+    assert linkmap.source == "http://clinic.example/Questionnaire/phq|2.0"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"instrument": "PHQ-9", "schemes": []}, "needs a canonical"),
+        ({"canonical": "x", "instrument": "PHQ-15", "schemes": []}, "instrument must be"),
+        ({"canonical": "x", "instrument": "PHQ-2", "schemes": "a,b"}, "schemes must be"),
+        ({"canonical": "x", "instrument": "PHQ-2", "schemes": [["a", "b"]], "totals": "t"}, "totals must be"),
+    ],
+)
+def test_linkid_map_from_json_rejects(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        linkid_map_from_json(data)
+
+
+def test_canonical_key_drops_version() -> None:
+    assert canonical_key(" http://a/Questionnaire/x|1.2.3 ") == "http://a/Questionnaire/x"
+    assert canonical_key("http://a/Questionnaire/x") == "http://a/Questionnaire/x"
