@@ -17,10 +17,12 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api.routes import router as api_router
 from app.deps import Unauthorized, parse_api_keys
 from app.errors import DomainError, Issue, Unavailable
 from app.fhir.outcome import CODE_BY_STATUS, error_response, outcome_response, status_of
 from app.fhir.routes import router as fhir_router
+from app.fhir.views import router as views_router
 from app.settings import Settings, load_settings
 from app.store.db import make_engine, make_sessionmaker
 from app.store.migrate import current_revision, head_revision
@@ -146,7 +148,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         return JSONResponse({"status": "ready", "database": "reachable", "schema": revision})
 
+    app.include_router(views_router)  # before the generic /fhir/{type} routes
     app.include_router(fhir_router)
+    app.include_router(api_router)
     return app
 
 

@@ -39,6 +39,26 @@ def capability_statement(base: str) -> dict[str, Any]:
         }
         for rtype in SUPPORTED_TYPES
     ]
+    resources += [
+        {
+            "type": "CarePlan",
+            "documentation": "Computed, read only: the patient's CoCM care plan with its care status",
+            "interaction": [{"code": "search-type"}],
+            "searchParam": [
+                {"name": "patient", "type": "reference"},
+                {"name": "date", "type": "date", "documentation": "the as-of date (default today)"},
+            ],
+        },
+        {
+            "type": "ChargeItem",
+            "documentation": "Computed, read only: one ChargeItem per billing code of a month",
+            "interaction": [{"code": "search-type"}],
+            "searchParam": [
+                {"name": "patient", "type": "reference"},
+                {"name": "occurrence", "type": "date", "documentation": "the month, YYYY-MM"},
+            ],
+        },
+    ]
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",

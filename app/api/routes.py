@@ -1,0 +1,202 @@
+"""Dashboard JSON routes under ``/api/v1`` (api.md, "JSON API for dashboards").
+
+Errors are ``{"error": ..., "detail": ...}``: 400 for a malformed ``month``/``as_of``/``cursor``/
+filter, 404 for an unknown patient. Lists take ``limit`` (default 100, max 500) and an opaque
+``cursor``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import io
+from collections import Counter
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+
+from app.api.service import (
+    billing_json,
+    month_billing,
+    parse_as_of,
+    parse_month,
+    patient_billing,
+    patient_care_status,
+    registry_statuses,
+)
+from app.care.registry import registry_page
+from app.deps import SettingsDep, StoreDep, transact
+from app.domain import BillingMonth
+from app.errors import InvalidInput, Issue
+from app.store.reads import FactReader
+
+router = APIRouter(prefix="/api/v1", tags=["dashboard"])
+
+Limit = Annotated[int, Query(ge=1, le=500, description="page size (max 500)")]
+MonthParam = Annotated[str, Query(description="calendar month YYYY-MM in the clinic time zone")]
+AsOf = Annotated[str | None, Query(description="YYYY-MM-DD; default today in the clinic time zone")]
+
+CSV_COLUMNS = [
+    "patient_id",
+    "month",
+    "setting",
+    "month_kind",
+    "episode_start",
+    "minutes",
+    "code",
+    "code_system",
+    "units",
+    "billable",
+    "blockers",
+    "notes",
+]
+
+
+@router.get("/patients/{patient_id}/billing", summary="One patient's billing month")
+def patient_billing_month(
+    patient_id: str, month: MonthParam, store: StoreDep, settings: SettingsDep
+) -> dict[str, Any]:
+    """Codes and units the month's counted minutes support, whether the month is billable, its
+    blockers and notes that explain the result."""
+    parsed = parse_month(month, settings)
+    result = transact(
+        store, lambda: patient_billing(FactReader(store.session, store.tenant), settings, patient_id, parsed)
+    )
+    return billing_json(result)
+
+
+def _encode_cursor(patient_id: str) -> str:
+    return base64.urlsafe_b64encode(patient_id.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidInput(Issue("cursor is not a cursor this server issued", "invalid")) from None
+
+
+def _totals(months: list[BillingMonth]) -> dict[str, int]:
+    totals: Counter[str] = Counter()
+    for month in months:
+        for code in month.codes:
+            totals[code.code] += code.units
+    return dict(sorted(totals.items()))
+
+
+@router.get("/billing", summary="Billing month for all patients")
+def billing(
+    month: MonthParam, store: StoreDep, settings: SettingsDep, limit: Limit = 100, cursor: str | None = None
+) -> dict[str, Any]:
+    """Every patient with counted minutes in the month, in patient-id order; `totals` sums units per
+    code over all of them (all pages, blocked months included)."""
+    parsed = parse_month(month, settings)
+    months = transact(store, lambda: month_billing(FactReader(store.session, store.tenant), settings, parsed))
+    after = _decode_cursor(cursor) if cursor else None
+    remaining = [m for m in months if after is None or m.patient_id > after]
+    page = remaining[:limit]
+    next_cursor = _encode_cursor(page[-1].patient_id) if len(remaining) > limit else None
+    return {
+        "month": str(parsed),
+        "items": [billing_json(m) for m in page],
+        "totals": _totals(months),
+        "next_cursor": next_cursor,
+    }
+
+
+def _cell(value: Any) -> str:
+    """Spreadsheet-safe text: a leading =, +, - or @ would be read as a formula (OWASP CSV injection)."""
+    text = "" if value is None else str(value)
+    return f"'{text}" if text[:1] in {"=", "+", "-", "@"} else text
+
+
+def _csv_rows(months: list[BillingMonth]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+
+    def flush() -> str:
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    writer.writerow(CSV_COLUMNS)
+    yield "\ufeff" + flush()  # a BOM so that spreadsheets read UTF-8
+    for month in months:
+        common = [
+            month.patient_id,
+            str(month.month),
+            month.setting,
+            month.month_kind or "",
+            month.episode_start.isoformat() if month.episode_start else "",
+            month.minutes,
+        ]
+        tail = ["true" if month.billable else "false", ";".join(month.blockers), " | ".join(month.notes)]
+        for code in month.codes or [None]:
+            row = [
+                *common,
+                code.code if code else "",
+                code.system if code else "",
+                code.units if code else 0,
+                *tail,
+            ]
+            writer.writerow([_cell(v) for v in row])
+        yield flush()
+
+
+@router.get("/billing.csv", summary="Billing month as CSV", response_class=StreamingResponse)
+def billing_csv(month: MonthParam, store: StoreDep, settings: SettingsDep) -> StreamingResponse:
+    """The month's billing rows for billing staff: one row per patient and code (a patient whose
+    minutes support no code gets one row with an empty code), with minutes, month kind, billable,
+    blockers and notes. UTF-8 with a byte-order mark, CRLF lines, formula-safe cells."""
+    parsed = parse_month(month, settings)
+    months = transact(store, lambda: month_billing(FactReader(store.session, store.tenant), settings, parsed))
+    return StreamingResponse(
+        _csv_rows(months),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="cocm-billing-{parsed}.csv"'},
+    )
+
+
+@router.get("/patients/{patient_id}/care-status", summary="One patient's care status")
+def care_status(
+    patient_id: str, store: StoreDep, settings: SettingsDep, as_of: AsOf = None
+) -> dict[str, Any]:
+    """Episode, weeks in treatment, baseline and latest PHQ-9/GAD-7, response, remission, last
+    contact, status and flags, reproducible for any `as_of`."""
+    day = parse_as_of(as_of, settings)
+    result = transact(
+        store, lambda: patient_care_status(FactReader(store.session, store.tenant), settings, patient_id, day)
+    )
+    return result.to_json()
+
+
+@router.get("/registry", summary="The caseload, most urgent first")
+def registry(
+    store: StoreDep,
+    settings: SettingsDep,
+    as_of: AsOf = None,
+    flag: str | None = None,
+    status: str | None = None,
+    limit: Limit = 100,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """Care status and name of every patient in care, sorted by urgency (safety_risk, then
+    not_improving, then the longest without contact), filterable by `flag` and `status`."""
+    day = parse_as_of(as_of, settings)
+
+    def work() -> tuple[list[dict[str, Any]], str | None]:
+        reader = FactReader(store.session, store.tenant)
+        statuses = registry_statuses(reader, settings, day)
+        try:
+            items, next_cursor = registry_page(statuses, flag=flag, status=status, cursor=cursor, limit=limit)
+        except ValueError as exc:
+            raise InvalidInput(Issue(str(exc), "invalid")) from None
+        names = reader.patient_names([s.patient_id for s in items])
+        return [{**s.to_json(), "name": names.get(s.patient_id)} for s in items], next_cursor
+
+    items, next_cursor = transact(store, work)
+    return {"as_of": day.isoformat(), "items": items, "next_cursor": next_cursor}

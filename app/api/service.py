@@ -1,0 +1,137 @@
+"""Billing months, care statuses and the registry, computed from the fact tables by the pure cores.
+
+Shared by the dashboard JSON routes (``app.api.routes``) and the FHIR views (``app.fhir.views``).
+
+Choices:
+- ``GET /api/v1/billing`` lists the patients with counted minutes in the month (api.md: "only
+  patients with minutes that month"; ``minutes`` is the counted minutes). A patient whose only time
+  did not count is left out there but answers on the per-patient route, with notes saying why.
+- The registry lists every live patient with something the registry tracks (a time entry, an
+  EpisodeOfCare or a measurement); a Patient with none of these is not part of the caseload.
+- "today" is the date in the clinic time zone (``COCM_TIMEZONE``).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Any
+
+from app.billing.engine import bill_month
+from app.billing.episodes import find_episodes
+from app.care.status import CareStatus, care_status
+from app.domain import BillingMonth, Month
+from app.errors import InvalidInput, Issue, NotFound
+from app.settings import Settings
+from app.store.reads import FactReader, PatientFacts
+
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def today(settings: Settings) -> date:
+    return datetime.now(settings.zone).date()
+
+
+def parse_month(text: str | None, settings: Settings, name: str = "month") -> Month:
+    if text is None:
+        return Month.of(today(settings))
+    try:
+        return Month.parse(text)
+    except ValueError:
+        raise InvalidInput(Issue(f"{name} must be YYYY-MM", "invalid", expression=(name,))) from None
+
+
+def parse_as_of(text: str | None, settings: Settings) -> date:
+    if text is None:
+        return today(settings)
+    try:
+        if not _DATE_RE.match(text):
+            raise ValueError
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(
+            Issue("as_of must be a date YYYY-MM-DD", "invalid", expression=("as_of",))
+        ) from None
+
+
+def month_window(month: Month, settings: Settings) -> tuple[datetime, datetime]:
+    """The month's first and next month's first instant in the clinic time zone."""
+    first, following = month.first_day, month.next().first_day
+    zone = settings.zone
+    return (
+        datetime(first.year, first.month, first.day, tzinfo=zone),
+        datetime(following.year, following.month, following.day, tzinfo=zone),
+    )
+
+
+def _bill(patient_id: str, facts: PatientFacts, month: Month, settings: Settings, on: date) -> BillingMonth:
+    return bill_month(
+        patient_id,
+        month,
+        facts.entries,
+        facts.episodes_of_care,
+        facts.consents,
+        facts.visits,
+        settings.billing,
+        on,
+    )
+
+
+def patient_billing(reader: FactReader, settings: Settings, patient_id: str, month: Month) -> BillingMonth:
+    if not reader.live_patient_ids([patient_id]):
+        raise NotFound(f"Patient/{patient_id} is not known")
+    facts = reader.facts([patient_id]).get(patient_id, PatientFacts())
+    return _bill(patient_id, facts, month, settings, today(settings))
+
+
+def month_billing(reader: FactReader, settings: Settings, month: Month) -> list[BillingMonth]:
+    """Every patient with counted minutes in the month, ordered by patient id."""
+    start, end = month_window(month, settings)
+    patient_ids = reader.patients_with_entries(start, end)
+    facts = reader.facts(patient_ids)
+    on = today(settings)
+    months = (_bill(pid, facts.get(pid, PatientFacts()), month, settings, on) for pid in patient_ids)
+    return [m for m in months if m.minutes > 0]
+
+
+def _status(patient_id: str, facts: PatientFacts, as_of: date, settings: Settings) -> CareStatus:
+    episodes = find_episodes(facts.entries, facts.episodes_of_care, settings.billing, as_of=as_of)
+    return care_status(
+        patient_id,
+        as_of,
+        episodes,
+        facts.measurements,
+        facts.entries,
+        settings.care,
+        settings.timezone,
+        settings.count_consultant_time,
+    )
+
+
+def patient_care_status(reader: FactReader, settings: Settings, patient_id: str, as_of: date) -> CareStatus:
+    if not reader.live_patient_ids([patient_id]):
+        raise NotFound(f"Patient/{patient_id} is not known")
+    facts = reader.facts([patient_id]).get(patient_id, PatientFacts())
+    return _status(patient_id, facts, as_of, settings)
+
+
+def registry_statuses(reader: FactReader, settings: Settings, as_of: date) -> list[CareStatus]:
+    patient_ids = reader.patients_in_care()
+    facts = reader.facts(patient_ids)
+    return [_status(pid, facts.get(pid, PatientFacts()), as_of, settings) for pid in patient_ids]
+
+
+def billing_json(month: BillingMonth) -> dict[str, Any]:
+    """The api.md "Billing month" object."""
+    return {
+        "patient_id": month.patient_id,
+        "month": str(month.month),
+        "setting": month.setting,
+        "month_kind": month.month_kind,
+        "episode_start": month.episode_start.isoformat() if month.episode_start else None,
+        "minutes": month.minutes,
+        "codes": [{"code": c.code, "units": c.units} for c in month.codes],
+        "billable": month.billable,
+        "blockers": list(month.blockers),
+        "notes": list(month.notes),
+    }

@@ -1,0 +1,181 @@
+"""Set-based reads of the fact tables for the billing and care cores.
+
+A month's billing for every patient, or the whole registry, is a handful of queries (one per fact
+table, patient ids bound in chunks), never one query per patient. Rows come back as the core's
+plain value types, grouped by patient. Deleted patients are left out.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.domain import (
+    ConsentFact,
+    EpisodeOfCareFact,
+    Measurement,
+    Program,
+    TimeEntry,
+    VisitFact,
+)
+from app.store.models import (
+    ConsentFactRow,
+    EpisodeOfCareFactRow,
+    MeasurementRow,
+    Resource,
+    TimeEntryRow,
+    VisitFactRow,
+)
+
+CHUNK = 500  # patient ids per IN (...) list: well under every driver's parameter limit
+
+
+@dataclass
+class PatientFacts:
+    entries: list[TimeEntry] = field(default_factory=list)
+    episodes_of_care: list[EpisodeOfCareFact] = field(default_factory=list)
+    consents: list[ConsentFact] = field(default_factory=list)
+    visits: list[VisitFact] = field(default_factory=list)
+    measurements: list[Measurement] = field(default_factory=list)
+
+
+def _chunks(ids: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(ids), CHUNK):
+        yield ids[start : start + CHUNK]
+
+
+class FactReader:
+    def __init__(self, session: Session, tenant: str) -> None:
+        self.session = session
+        self.tenant = tenant
+
+    def live_patient_ids(self, ids: Sequence[str] | None = None) -> list[str]:
+        """Patients of the tenant that exist and are not deleted (all, or those of ``ids``)."""
+        query = select(Resource.id).where(
+            Resource.tenant == self.tenant, Resource.type == "Patient", Resource.deleted.is_(False)
+        )
+        if ids is None:
+            return list(self.session.scalars(query.order_by(Resource.id)).all())
+        found: list[str] = []
+        for chunk in _chunks(list(ids)):
+            found += self.session.scalars(query.where(Resource.id.in_(chunk))).all()
+        return sorted(found)
+
+    def patients_with_entries(self, start: datetime, end: datetime) -> list[str]:
+        """Patients with a time entry starting in [start, end)."""
+        ids = self.session.scalars(
+            select(TimeEntryRow.patient_id)
+            .where(TimeEntryRow.tenant == self.tenant, TimeEntryRow.start >= start, TimeEntryRow.start < end)
+            .distinct()
+        ).all()
+        return self.live_patient_ids(list(ids))
+
+    def patients_in_care(self) -> list[str]:
+        """Patients with anything the registry tracks: a time entry, an episode or a measurement."""
+        ids: set[str] = set()
+        for column, table in (
+            (TimeEntryRow.patient_id, TimeEntryRow),
+            (EpisodeOfCareFactRow.patient_id, EpisodeOfCareFactRow),
+            (MeasurementRow.patient_id, MeasurementRow),
+        ):
+            ids.update(
+                self.session.scalars(select(column).where(table.tenant == self.tenant).distinct()).all()
+            )
+        return self.live_patient_ids(sorted(ids))
+
+    def facts(self, patient_ids: Sequence[str]) -> dict[str, PatientFacts]:
+        """Every fact of the given patients, grouped by patient (one query per table and chunk)."""
+        out: dict[str, PatientFacts] = defaultdict(PatientFacts)
+        for chunk in _chunks(list(patient_ids)):
+            for e in self.session.scalars(
+                select(TimeEntryRow).where(
+                    TimeEntryRow.tenant == self.tenant, TimeEntryRow.patient_id.in_(chunk)
+                )
+            ):
+                out[e.patient_id].entries.append(
+                    TimeEntry(
+                        e.patient_id,
+                        e.start,
+                        e.seconds,
+                        e.activity,
+                        f"Encounter/{e.encounter_id}",
+                        e.excluded,
+                    )
+                )
+            for p in self.session.scalars(
+                select(EpisodeOfCareFactRow).where(
+                    EpisodeOfCareFactRow.tenant == self.tenant, EpisodeOfCareFactRow.patient_id.in_(chunk)
+                )
+            ):
+                program: Program = "general-bhi" if p.program == "general-bhi" else "cocm"
+                out[p.patient_id].episodes_of_care.append(
+                    EpisodeOfCareFact(
+                        p.patient_id, p.start, p.end, p.finished, program, f"EpisodeOfCare/{p.episode_id}"
+                    )
+                )
+            for c in self.session.scalars(
+                select(ConsentFactRow).where(
+                    ConsentFactRow.tenant == self.tenant, ConsentFactRow.patient_id.in_(chunk)
+                )
+            ):
+                out[c.patient_id].consents.append(
+                    ConsentFact(c.patient_id, c.active, c.on_date, f"Consent/{c.consent_id}")
+                )
+            for v in self.session.scalars(
+                select(VisitFactRow).where(
+                    VisitFactRow.tenant == self.tenant, VisitFactRow.patient_id.in_(chunk)
+                )
+            ):
+                out[v.patient_id].visits.append(
+                    VisitFact(v.patient_id, v.on_date, v.system, v.code, f"Encounter/{v.encounter_id}")
+                )
+            for m in self.session.scalars(
+                select(MeasurementRow).where(
+                    MeasurementRow.tenant == self.tenant, MeasurementRow.patient_id.in_(chunk)
+                )
+            ):
+                out[m.patient_id].measurements.append(
+                    Measurement(
+                        m.patient_id,
+                        m.instrument,  # type: ignore[arg-type]
+                        m.score,
+                        m.effective,
+                        f"{m.source_type}/{m.source_id}",
+                        m.item9,
+                        tuple(orjson.loads(m.warnings)),
+                    )
+                )
+        return out
+
+    def patient_names(self, patient_ids: Sequence[str]) -> dict[str, str | None]:
+        """A display name per patient from the stored Patient JSON (only for a page of rows)."""
+        names: dict[str, str | None] = {}
+        for chunk in _chunks(list(patient_ids)):
+            for rid, content in self.session.execute(
+                select(Resource.id, Resource.content).where(
+                    Resource.tenant == self.tenant, Resource.type == "Patient", Resource.id.in_(chunk)
+                )
+            ):
+                names[rid] = display_name(orjson.loads(content))
+        return names
+
+
+def display_name(patient: dict[str, Any]) -> str | None:
+    """HumanName as people read it: the ``official``/``usual`` name first, its text or given+family."""
+    names = [n for n in patient.get("name") or [] if isinstance(n, dict)]
+    names.sort(key=lambda n: {"official": 0, "usual": 1}.get(str(n.get("use")), 2))
+    for name in names:
+        if name.get("text"):
+            return str(name["text"])
+        parts = [*(name.get("given") or []), name.get("family") or ""]
+        text = " ".join(str(p) for p in parts if p)
+        if text:
+            return text
+    return None
