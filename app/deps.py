@@ -9,6 +9,7 @@ development default, said in the README); once keys are set every route but the 
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,7 +21,8 @@ from sqlalchemy.exc import IntegrityError
 from app.errors import Conflict, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from app.fhir.validation import parse_json
 from app.settings import Settings
-from app.store.repository import ResourceStore
+from app.store.db import WRITE_OPTION
+from app.store.repository import Actor, ResourceStore
 
 FHIR_MEDIA_TYPES = {"application/fhir+json", "application/json", "application/json+fhir"}
 DEFAULT_TENANT = "default"
@@ -36,7 +38,12 @@ class Unauthorized(Exception):
 @dataclass(frozen=True)
 class Caller:
     tenant: str
-    key_index: int | None  # which configured key, for audit; never the key itself
+    agent: str  # who, for the audit trail: a key fingerprint or a client id; never a key
+
+
+def key_fingerprint(key: bytes) -> str:
+    """A name for a key in the audit trail that does not reveal it."""
+    return "api-key:" + hashlib.sha256(key).hexdigest()[:12]
 
 
 def parse_api_keys(text: str) -> list[tuple[bytes, str]]:
@@ -58,15 +65,15 @@ def get_settings(request: Request) -> Settings:
 def get_caller(request: Request) -> Caller:
     keys: list[tuple[bytes, str]] = request.app.state.api_keys
     if not keys:
-        return Caller(DEFAULT_TENANT, None)
+        return Caller(DEFAULT_TENANT, "anonymous")
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("missing bearer credentials")
     presented = token.strip().encode()
     found: Caller | None = None
-    for index, (key, tenant) in enumerate(keys):  # no early exit: constant time over the key list
+    for key, tenant in keys:  # no early exit: constant time over the key list
         if hmac.compare_digest(presented, key) and found is None:
-            found = Caller(tenant, index)
+            found = Caller(tenant, key_fingerprint(key))
     if found is None:
         raise Unauthorized("unknown credentials")
     return found
@@ -79,7 +86,10 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 def get_store(request: Request, caller: CallerDep) -> Iterator[ResourceStore]:
     session = request.app.state.sessionmaker()
     try:
-        yield ResourceStore(session, caller.tenant, request.app.state.settings.zone)
+        address = request.client.host if request.client else None
+        yield ResourceStore(
+            session, caller.tenant, request.app.state.settings.zone, Actor(caller.agent, address)
+        )
     finally:
         session.close()
 
@@ -88,11 +98,13 @@ StoreDep = Annotated[ResourceStore, Depends(get_store)]
 
 
 def transact(store: ResourceStore, work: Callable[[], T]) -> T:
-    """Run ``work`` in one transaction, committed at the end. A lost race on a unique key
-    (a concurrent retry of the same identifier) is retried: the retry sees the winner's row."""
+    """Run ``work`` in one transaction, committed at the end. Every request writes (at least its
+    audit row), so the transaction is begun as a write. A lost race on a unique key (a concurrent
+    retry of the same identifier) is retried: the retry sees the winner's row."""
     for attempt in range(WRITE_ATTEMPTS):
         try:
             with store.session.begin():
+                store.session.connection(execution_options={WRITE_OPTION: True})
                 return work()
         except IntegrityError:
             if attempt == WRITE_ATTEMPTS - 1:

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.api.routes import router as api_router
 from app.deps import Unauthorized, parse_api_keys
 from app.errors import DomainError, Issue, Unavailable
+from app.fhir.audit import router as audit_router
 from app.fhir.outcome import CODE_BY_STATUS, error_response, outcome_response, status_of
 from app.fhir.routes import router as fhir_router
 from app.fhir.views import router as views_router
@@ -149,6 +150,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"status": "ready", "database": "reachable", "schema": revision})
 
     app.include_router(views_router)  # before the generic /fhir/{type} routes
+    app.include_router(audit_router)
     app.include_router(fhir_router)
     app.include_router(api_router)
     return app

@@ -62,10 +62,7 @@ def patient_billing_month(
     """Codes and units the month's counted minutes support, whether the month is billable, its
     blockers and notes that explain the result."""
     parsed = parse_month(month, settings)
-    result = transact(
-        store, lambda: patient_billing(FactReader(store.session, store.tenant), settings, patient_id, parsed)
-    )
-    return billing_json(result)
+    return billing_json(transact(store, lambda: patient_billing(store, settings, patient_id, parsed)))
 
 
 def _encode_cursor(patient_id: str) -> str:
@@ -94,7 +91,7 @@ def billing(
     """Every patient with counted minutes in the month, in patient-id order; `totals` sums units per
     code over all of them (all pages, blocked months included)."""
     parsed = parse_month(month, settings)
-    months = transact(store, lambda: month_billing(FactReader(store.session, store.tenant), settings, parsed))
+    months = transact(store, lambda: month_billing(store, settings, parsed))
     after = _decode_cursor(cursor) if cursor else None
     remaining = [m for m in months if after is None or m.patient_id > after]
     page = remaining[:limit]
@@ -153,7 +150,7 @@ def billing_csv(month: MonthParam, store: StoreDep, settings: SettingsDep) -> St
     minutes support no code gets one row with an empty code), with minutes, month kind, billable,
     blockers and notes. UTF-8 with a byte-order mark, CRLF lines, formula-safe cells."""
     parsed = parse_month(month, settings)
-    months = transact(store, lambda: month_billing(FactReader(store.session, store.tenant), settings, parsed))
+    months = transact(store, lambda: month_billing(store, settings, parsed))
     return StreamingResponse(
         _csv_rows(months),
         media_type="text/csv; charset=utf-8",
@@ -168,9 +165,7 @@ def care_status(
     """Episode, weeks in treatment, baseline and latest PHQ-9/GAD-7, response, remission, last
     contact, status and flags, reproducible for any `as_of`."""
     day = parse_as_of(as_of, settings)
-    result = transact(
-        store, lambda: patient_care_status(FactReader(store.session, store.tenant), settings, patient_id, day)
-    )
+    result = transact(store, lambda: patient_care_status(store, settings, patient_id, day))
     return result.to_json()
 
 
@@ -189,13 +184,12 @@ def registry(
     day = parse_as_of(as_of, settings)
 
     def work() -> tuple[list[dict[str, Any]], str | None]:
-        reader = FactReader(store.session, store.tenant)
-        statuses = registry_statuses(reader, settings, day)
+        statuses = registry_statuses(store, settings, day)
         try:
             items, next_cursor = registry_page(statuses, flag=flag, status=status, cursor=cursor, limit=limit)
         except ValueError as exc:
             raise InvalidInput(Issue(str(exc), "invalid")) from None
-        names = reader.patient_names([s.patient_id for s in items])
+        names = FactReader(store.session, store.tenant).patient_names([s.patient_id for s in items])
         return [{**s.to_json(), "name": names.get(s.patient_id)} for s in items], next_cursor
 
     items, next_cursor = transact(store, work)

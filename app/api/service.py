@@ -24,6 +24,7 @@ from app.domain import BillingMonth, Month
 from app.errors import InvalidInput, Issue, NotFound
 from app.settings import Settings
 from app.store.reads import FactReader, PatientFacts
+from app.store.repository import ResourceStore
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -77,15 +78,19 @@ def _bill(patient_id: str, facts: PatientFacts, month: Month, settings: Settings
     )
 
 
-def patient_billing(reader: FactReader, settings: Settings, patient_id: str, month: Month) -> BillingMonth:
+def patient_billing(store: ResourceStore, settings: Settings, patient_id: str, month: Month) -> BillingMonth:
+    reader = FactReader(store.session, store.tenant)
+    store.audit("R", "billing", "Patient", patient_id)
     if not reader.live_patient_ids([patient_id]):
         raise NotFound(f"Patient/{patient_id} is not known")
     facts = reader.facts([patient_id]).get(patient_id, PatientFacts())
     return _bill(patient_id, facts, month, settings, today(settings))
 
 
-def month_billing(reader: FactReader, settings: Settings, month: Month) -> list[BillingMonth]:
+def month_billing(store: ResourceStore, settings: Settings, month: Month) -> list[BillingMonth]:
     """Every patient with counted minutes in the month, ordered by patient id."""
+    reader = FactReader(store.session, store.tenant)
+    store.audit("E", "billing-month")
     start, end = month_window(month, settings)
     patient_ids = reader.patients_with_entries(start, end)
     facts = reader.facts(patient_ids)
@@ -108,14 +113,19 @@ def _status(patient_id: str, facts: PatientFacts, as_of: date, settings: Setting
     )
 
 
-def patient_care_status(reader: FactReader, settings: Settings, patient_id: str, as_of: date) -> CareStatus:
+def patient_care_status(store: ResourceStore, settings: Settings, patient_id: str, as_of: date) -> CareStatus:
+    reader = FactReader(store.session, store.tenant)
+    store.audit("R", "care-status", "Patient", patient_id)
     if not reader.live_patient_ids([patient_id]):
         raise NotFound(f"Patient/{patient_id} is not known")
     facts = reader.facts([patient_id]).get(patient_id, PatientFacts())
     return _status(patient_id, facts, as_of, settings)
 
 
-def registry_statuses(reader: FactReader, settings: Settings, as_of: date) -> list[CareStatus]:
+def registry_statuses(store: ResourceStore, settings: Settings, as_of: date) -> list[CareStatus]:
+    """Care status of every patient in care (audited as one registry read)."""
+    reader = FactReader(store.session, store.tenant)
+    store.audit("E", "registry")
     patient_ids = reader.patients_in_care()
     facts = reader.facts(patient_ids)
     return [_status(pid, facts.get(pid, PatientFacts()), as_of, settings) for pid in patient_ids]

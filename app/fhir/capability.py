@@ -58,6 +58,21 @@ def capability_statement(base: str) -> dict[str, Any]:
                 {"name": "occurrence", "type": "date", "documentation": "the month, YYYY-MM"},
             ],
         },
+        {
+            "type": "AuditEvent",
+            "documentation": "Written by the service for every interaction; read and search only",
+            "interaction": [{"code": "read"}, {"code": "search-type"}],
+            "searchParam": [
+                {"name": "entity", "type": "reference"},
+                {
+                    "name": "agent",
+                    "type": "token",
+                    "documentation": "the agent name (key fingerprint or client id)",
+                },
+                {"name": "action", "type": "token"},
+                {"name": "date", "type": "date"},
+            ],
+        },
     ]
     return {
         "resourceType": "CapabilityStatement",

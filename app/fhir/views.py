@@ -30,7 +30,6 @@ from app.deps import SettingsDep, StoreDep, transact
 from app.domain import BillingMonth
 from app.errors import InvalidInput, Issue, NotFound
 from app.fhir.outcome import fhir_response
-from app.store.reads import FactReader
 from app.store.search import reference_id
 
 router = APIRouter(prefix="/fhir", tags=["FHIR computed views"])
@@ -74,7 +73,7 @@ def care_plan(request: Request, store: StoreDep, settings: SettingsDep) -> Respo
 
     def work() -> CareStatus | None:
         try:
-            return patient_care_status(FactReader(store.session, store.tenant), settings, patient_id, as_of)
+            return patient_care_status(store, settings, patient_id, as_of)
         except NotFound:
             return None
 
@@ -144,7 +143,7 @@ def charge_items(request: Request, store: StoreDep, settings: SettingsDep) -> Re
 
     def work() -> BillingMonth | None:
         try:
-            return patient_billing(FactReader(store.session, store.tenant), settings, patient_id, month)
+            return patient_billing(store, settings, patient_id, month)
         except NotFound:
             return None
 

@@ -1,8 +1,8 @@
 """Engine and sessions: one code path for SQLite and PostgreSQL.
 
 SQLite runs in WAL mode with a busy timeout and foreign keys on; its transactions are begun
-explicitly so that SAVEPOINTs (batch Bundles) work with the pysqlite driver (SQLAlchemy docs,
-"Serializable isolation / Savepoints / Transactional DDL"). PostgreSQL uses psycopg 3 with a
+explicitly so that SAVEPOINTs work with the pysqlite driver (SQLAlchemy docs, "Serializable
+isolation / Savepoints / Transactional DDL"), and a transaction that will write begins IMMEDIATE. PostgreSQL uses psycopg 3 with a
 pre-pinged pool whose size is a setting.
 """
 
@@ -15,6 +15,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+WRITE_OPTION = "cocm_write"  # execution option: this transaction will write
 
 
 def make_engine(url: URL, *, pool_size: int = 10, max_overflow: int = 10) -> Engine:
@@ -33,7 +34,11 @@ def make_engine(url: URL, *, pool_size: int = 10, max_overflow: int = 10) -> Eng
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN")
+            # A write takes the write lock up front: a deferred transaction that reads and then
+            # writes fails at once (SQLITE_BUSY, no busy wait) when another writer got in between.
+            conn.exec_driver_sql(
+                "BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE_OPTION) else "BEGIN"
+            )
 
         return engine
     return create_engine(

@@ -200,3 +200,25 @@ class VisitFactRow(Base):
     code: Mapped[str] = mapped_column(String(32), primary_key=True)
     patient_id: Mapped[str] = mapped_column(String(RID))
     on_date: Mapped[date] = mapped_column(Date)
+
+
+class AuditEventRow(Base):
+    """One audited interaction (issue: audit trail). Holds references only, never patient data:
+    no bodies, no search values, no names."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (
+        Index("ix_audit_event_recorded", "tenant", "recorded"),
+        Index("ix_audit_event_entity", "tenant", "entity_type", "entity_id"),
+    )
+
+    tenant: Mapped[str] = mapped_column(String(TENANT), primary_key=True)
+    id: Mapped[str] = mapped_column(String(RID), primary_key=True)
+    recorded: Mapped[datetime] = mapped_column(UTCDateTime())
+    action: Mapped[str] = mapped_column(String(1))  # C R U D E
+    interaction: Mapped[str] = mapped_column(String(32))  # create, read, search-type, billing, ...
+    agent: Mapped[str] = mapped_column(String(128))
+    entity_type: Mapped[str | None] = mapped_column(String(RTYPE))
+    entity_id: Mapped[str | None] = mapped_column(String(RID))
+    outcome: Mapped[str] = mapped_column(String(2))  # 0 success, 4 minor failure, 8 serious failure
+    source_address: Mapped[str | None] = mapped_column(String(64))

@@ -38,8 +38,8 @@ from app.errors import (
 )
 from app.fhir.validation import patient_reference, validate_resource
 from app.store import facts
-from app.store.models import Resource, ResourceIdentifier, ResourceToken, ResourceVersion
-from app.store.search import build_conditions
+from app.store.models import AuditEventRow, Resource, ResourceIdentifier, ResourceToken, ResourceVersion
+from app.store.search import build_conditions, reference_id
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,18 @@ class Stored:
     @property
     def last_modified(self) -> str:
         return self.last_updated.strftime("%a, %d %b %Y %H:%M:%S GMT")
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is calling, for the audit trail: an agent name (key fingerprint or client id) and the
+    network address. Never a key, never patient data."""
+
+    agent: str
+    address: str | None = None
+
+
+SYSTEM_ACTOR = Actor("system")
 
 
 @dataclass(frozen=True)
@@ -101,10 +113,37 @@ def identifiers_of(data: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 class ResourceStore:
-    def __init__(self, session: Session, tenant: str, zone: ZoneInfo) -> None:
+    def __init__(self, session: Session, tenant: str, zone: ZoneInfo, actor: Actor = SYSTEM_ACTOR) -> None:
         self.session = session
         self.tenant = tenant
         self.zone = zone
+        self.actor = actor
+
+    # ----------------------------------------------------------------- audit
+    def audit(
+        self,
+        action: str,
+        interaction: str,
+        entity_type: str | None = None,
+        entity_id: str | None = None,
+        outcome: str = "0",
+    ) -> None:
+        """Record an AuditEvent row in the current transaction (so a write and its audit commit
+        together). References only: type and id, never content or search values."""
+        self.session.add(
+            AuditEventRow(
+                tenant=self.tenant,
+                id=uuid.uuid4().hex,
+                recorded=now_instant(),
+                action=action,
+                interaction=interaction,
+                agent=self.actor.agent,
+                entity_type=entity_type,
+                entity_id=entity_id,
+                outcome=outcome,
+                source_address=self.actor.address,
+            )
+        )
 
     # ----------------------------------------------------------------- reads
     def _row(self, rtype: str, rid: str) -> Resource | None:
@@ -116,6 +155,7 @@ class ResourceStore:
             raise NotFound(f"{rtype}/{rid} is not known")
         if row.deleted:
             raise Gone(f"{rtype}/{rid} was deleted")
+        self.audit("R", "read", rtype, rid)
         return _stored(row)
 
     def vread(self, rtype: str, rid: str, version_id: int) -> Stored:
@@ -124,6 +164,7 @@ class ResourceStore:
             raise NotFound(f"{rtype}/{rid} has no version {version_id}")
         if version.deleted:
             raise Gone(f"{rtype}/{rid} version {version_id} is a deletion")
+        self.audit("R", "vread", rtype, rid)
         return _stored_version(version)
 
     def history(self, rtype: str, rid: str) -> list[Stored]:
@@ -138,6 +179,7 @@ class ResourceStore:
         ).all()
         if not rows:
             raise NotFound(f"{rtype}/{rid} is not known")
+        self.audit("R", "history-instance", rtype, rid)
         return [_stored_version(r) for r in rows]
 
     def search(
@@ -164,6 +206,9 @@ class ResourceStore:
             if count > 0
             else []
         )
+        patient = next((value for name, value in params if name in {"patient", "subject"}), None)
+        patient_id = reference_id(patient, "Patient") if patient and "," not in patient else None
+        self.audit("E", "search-type", "Patient" if patient_id else rtype, patient_id)
         return [_stored(r) for r in rows], total, query.applied
 
     def patient_exists(self, patient_id: str) -> bool:
@@ -183,13 +228,13 @@ class ResourceStore:
                     f"If-None-Exist matches {len(matches)} {rtype} resources; it must match at most one"
                 )
             if matches:
-                return WriteResult(_stored(matches[0]), created=False)
+                return self._audited("create", WriteResult(_stored(matches[0]), created=False))
         for system, value in identifiers_of(data):
             existing = self._by_identifier(rtype, system, value)
             if existing is None:
                 continue
             if _strip_server_fields(data) == _strip_server_fields(orjson.loads(existing.content)):
-                return WriteResult(_stored(existing), created=False)
+                return self._audited("create", WriteResult(_stored(existing), created=False))
             raise Conflict(
                 Issue(
                     f"{rtype} with identifier {system}|{value} already exists as {rtype}/{existing.id} "
@@ -198,7 +243,7 @@ class ResourceStore:
                     expression=(f"{rtype}.identifier",),
                 )
             )
-        return self._write(rtype, rid or str(uuid.uuid4()), data, None)
+        return self._audited("create", self._write(rtype, rid or str(uuid.uuid4()), data, None))
 
     def update(
         self, rtype: str, rid: str, data: dict[str, Any], *, if_match: str | None = None
@@ -220,7 +265,7 @@ class ResourceStore:
                     f"If-Match {if_match} does not match the current version "
                     f"({'none' if current is None else current})"
                 )
-        return self._write(rtype, rid, data, row)
+        return self._audited("update", self._write(rtype, rid, data, row))
 
     def conditional_update(self, rtype: str, query: str, data: dict[str, Any]) -> WriteResult:
         """PUT /fhir/{type}?identifier=...: update the one match, create when none, 412 when several."""
@@ -230,9 +275,11 @@ class ResourceStore:
             raise PreconditionFailed(f"the conditional update matches {len(matches)} {rtype} resources")
         if not matches:
             rid = data.get("id") or str(uuid.uuid4())
-            if self._row(rtype, rid) is not None or self._id_taken_elsewhere(rtype, rid):
+            if self._id_taken_elsewhere(rtype, rid):
+                raise NotFound(f"{rtype}/{rid} is not known")  # another tenant's id: no existence leak
+            if self._row(rtype, rid) is not None:
                 raise Conflict(f"{rtype}/{rid} exists but does not match the conditional update's criteria")
-            return self._write(rtype, rid, data, None)
+            return self._audited("conditional-update", self._write(rtype, rid, data, None))
         row = matches[0]
         if data.get("id") not in (None, row.id):
             raise InvalidInput(
@@ -242,7 +289,7 @@ class ResourceStore:
                     expression=(f"{rtype}.id",),
                 )
             )
-        return self._write(rtype, row.id, data, row)
+        return self._audited("conditional-update", self._write(rtype, row.id, data, row))
 
     def delete(self, rtype: str, rid: str) -> None:
         """DELETE: a deletion version; identifiers, tokens and facts go with it. Deleting twice is fine."""
@@ -251,6 +298,7 @@ class ResourceStore:
             raise NotFound(f"{rtype}/{rid} is not known")
         if row.deleted:
             return
+        self.audit("D", "delete", rtype, rid)
         moment = now_instant()
         row.deleted = True
         row.version_id += 1
@@ -393,6 +441,12 @@ class ResourceStore:
         warnings = facts.extract(self, rtype, rid, patient_id, body)
         stored = Stored(rtype, rid, version_id, moment, content.encode())
         return WriteResult(stored, created, warnings)
+
+    def _audited(self, interaction: str, result: WriteResult) -> WriteResult:
+        stored = result.stored
+        action = "C" if result.created or interaction == "create" else "U"
+        self.audit(action, interaction, stored.type, stored.id)
+        return result
 
     def write_derived(self, rtype: str, rid: str | None, data: dict[str, Any]) -> str:
         """Create or update a resource the service derives itself (no identifier idempotency)."""

@@ -189,6 +189,7 @@ def test_metadata_lists_the_supported_types(client: TestClient) -> None:
         "Organization",
         "CarePlan",
         "ChargeItem",
+        "AuditEvent",
     }
     observation = next(r for r in body["rest"][0]["resource"] if r["type"] == "Observation")
     assert {"code", "derived-from", "patient", "date"} <= {p["name"] for p in observation["searchParam"]}

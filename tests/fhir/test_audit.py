@@ -1,0 +1,95 @@
+"""The audit trail: every interaction recorded, readable as FHIR AuditEvents, references only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from tests.api.scenario import Clinic
+from tests.conftest import FHIR_JSON, Fhir, count_rows
+
+
+def events(client: TestClient, **params: str) -> list[dict[str, Any]]:
+    bundle = client.get("/fhir/AuditEvent", params=params).json()
+    return [e["resource"] for e in bundle.get("entry", [])]
+
+
+def test_create_read_update_delete_and_search_are_audited(client: TestClient, fhir: Fhir) -> None:
+    pid = fhir.patient(name=[{"family": "Secretname"}])
+    fhir.get(f"Patient/{pid}")
+    fhir.put(f"Patient/{pid}", {"resourceType": "Patient", "id": pid, "gender": "male"})
+    fhir.get("Patient", _id=pid)
+    client.delete(f"/fhir/Patient/{pid}")
+    trail = events(client, entity=f"Patient/{pid}")
+    assert sorted(e["action"] for e in trail) == ["C", "D", "R", "U"]
+    assert all(e["outcome"] == "0" for e in trail)
+    assert all(e["agent"][0]["who"]["identifier"]["value"] == "anonymous" for e in trail)
+    assert {e["subtype"][0]["code"] for e in trail} == {"create", "read", "update", "delete"}
+    searches = events(client, action="E")
+    assert any(e["subtype"][0]["code"] == "search-type" for e in searches)
+    everything = client.get("/fhir/AuditEvent", params={"_count": "500"}).text
+    assert "Secretname" not in everything
+
+
+def test_audit_rows_commit_with_the_write_and_not_without_it(client: TestClient, db: Any) -> None:
+    before = count_rows(db, "audit_event")
+    bad = client.post(
+        "/fhir/Patient",
+        json={"resourceType": "Patient", "gender": "bogus"},
+        headers={"Content-Type": FHIR_JSON},
+    )
+    assert bad.status_code == 400
+    assert count_rows(db, "audit_event") == before
+    ok = client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers={"Content-Type": FHIR_JSON})
+    assert ok.status_code == 201
+    assert count_rows(db, "audit_event") == before + 1
+
+
+def test_billing_and_registry_reads_are_audited(client: TestClient, fhir: Fhir) -> None:
+    clinic = Clinic(fhir)
+    pid = clinic.enrolled()
+    client.get(f"/api/v1/patients/{pid}/billing", params={"month": "2026-01"})
+    client.get(f"/api/v1/patients/{pid}/care-status")
+    client.get("/api/v1/registry")
+    client.get("/api/v1/billing", params={"month": "2026-01"})
+    codes = {e["subtype"][0]["code"] for e in events(client, _count="500")}
+    assert {"billing", "care-status", "registry", "billing-month"} <= codes
+    per_patient = events(client, entity=f"Patient/{pid}", action="R")
+    assert {e["subtype"][0]["code"] for e in per_patient} >= {"billing", "care-status"}
+
+
+def test_audit_search_by_agent_date_and_read(make_client: Any) -> None:
+    client = make_client(api_keys="secret-key:t1")
+    headers = {"Authorization": "Bearer secret-key", "Content-Type": FHIR_JSON}
+    client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=headers)
+    bundle = client.get("/fhir/AuditEvent", params={"action": "C"}, headers=headers).json()
+    [event] = [e["resource"] for e in bundle["entry"]]
+    agent = event["agent"][0]["who"]["identifier"]["value"]
+    assert agent.startswith("api-key:")
+    assert "secret-key" not in client.get("/fhir/AuditEvent", headers=headers).text
+    assert client.get("/fhir/AuditEvent", params={"agent": agent}, headers=headers).json()["total"] >= 1
+    assert (
+        client.get("/fhir/AuditEvent", params={"agent": "someone-else"}, headers=headers).json()["total"] == 0
+    )
+    assert (
+        client.get(
+            "/fhir/AuditEvent", params={"date": "ge2020-01-01", "action": "C"}, headers=headers
+        ).json()["total"]
+        == 1
+    )
+    assert (
+        client.get("/fhir/AuditEvent", params={"date": "lt2020-01-01"}, headers=headers).json()["total"] == 0
+    )
+    read = client.get(f"/fhir/AuditEvent/{event['id']}", headers=headers)
+    assert read.status_code == 200
+    assert read.json()["action"] == "C"
+    assert client.get("/fhir/AuditEvent", params={"action": "X"}, headers=headers).status_code == 400
+
+
+def test_audit_event_is_valid_fhir(client: TestClient, fhir: Fhir) -> None:
+    from fhir.resources.R4B.auditevent import AuditEvent
+
+    fhir.patient()
+    for event in events(client):
+        AuditEvent.model_validate(event)
