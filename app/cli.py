@@ -30,7 +30,9 @@ def serve(
 ) -> None:
     """Serve the API with uvicorn (docs at /docs)."""
     load_settings()  # refuse to start on a bad setting, with its one-line reason
-    uvicorn.run("app.main:app", host=host, port=port, workers=workers, proxy_headers=True)
+    uvicorn.run(
+        "app.main:app", host=host, port=port, workers=workers, proxy_headers=True, access_log=False
+    )  # our own request log leaves out paths and query strings (patient identifiers)
 
 
 def main() -> None:

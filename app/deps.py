@@ -22,7 +22,7 @@ from app.errors import Conflict, InvalidInput, PayloadTooLarge, UnsupportedMedia
 from app.fhir.validation import parse_json
 from app.settings import Settings
 from app.store.db import WRITE_OPTION
-from app.store.repository import Actor, ResourceStore
+from app.store.repository import Actor, RaceLost, ResourceStore
 
 FHIR_MEDIA_TYPES = {"application/fhir+json", "application/json", "application/json+fhir"}
 DEFAULT_TENANT = "default"
@@ -106,7 +106,7 @@ def transact(store: ResourceStore, work: Callable[[], T]) -> T:
             with store.session.begin():
                 store.session.connection(execution_options={WRITE_OPTION: True})
                 return work()
-        except IntegrityError:
+        except (IntegrityError, RaceLost):
             if attempt == WRITE_ATTEMPTS - 1:
                 raise Conflict("a concurrent request changed the same resource; retry") from None
     raise AssertionError("unreachable")

@@ -12,18 +12,19 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.routes import router as api_router
-from app.deps import Unauthorized, parse_api_keys
+from app.deps import CallerDep, Unauthorized, parse_api_keys
 from app.errors import DomainError, Issue, Unavailable
 from app.fhir.audit import router as audit_router
 from app.fhir.outcome import CODE_BY_STATUS, error_response, outcome_response, status_of
 from app.fhir.routes import router as fhir_router
 from app.fhir.views import router as views_router
+from app.observability import RequestContextMiddleware, configure_logging, metrics_body
 from app.settings import Settings, load_settings
 from app.store.db import make_engine, make_sessionmaker
 from app.store.migrate import current_revision, head_revision
@@ -52,6 +53,7 @@ def _error(
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
+    configure_logging()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -149,6 +151,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         return JSONResponse({"status": "ready", "database": "reachable", "schema": revision})
 
+    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
+    def metrics(caller: CallerDep) -> Response:
+        """Prometheus metrics: requests and latency by route and status, resources ingested by
+        type, scoring warnings, billing runs. Needs the same credentials as the API."""
+        body, media_type = metrics_body()
+        return Response(body, media_type=media_type)
+
+    app.add_middleware(RequestContextMiddleware)
     app.include_router(views_router)  # before the generic /fhir/{type} routes
     app.include_router(audit_router)
     app.include_router(fhir_router)

@@ -22,6 +22,7 @@ from app.billing.episodes import find_episodes
 from app.care.status import CareStatus, care_status
 from app.domain import BillingMonth, Month
 from app.errors import InvalidInput, Issue, NotFound
+from app.observability import BILLING_RUNS
 from app.settings import Settings
 from app.store.reads import FactReader, PatientFacts
 from app.store.repository import ResourceStore
@@ -81,6 +82,7 @@ def _bill(patient_id: str, facts: PatientFacts, month: Month, settings: Settings
 def patient_billing(store: ResourceStore, settings: Settings, patient_id: str, month: Month) -> BillingMonth:
     reader = FactReader(store.session, store.tenant)
     store.audit("R", "billing", "Patient", patient_id)
+    BILLING_RUNS.labels("patient").inc()
     if not reader.live_patient_ids([patient_id]):
         raise NotFound(f"Patient/{patient_id} is not known")
     facts = reader.facts([patient_id]).get(patient_id, PatientFacts())
@@ -91,6 +93,7 @@ def month_billing(store: ResourceStore, settings: Settings, month: Month) -> lis
     """Every patient with counted minutes in the month, ordered by patient id."""
     reader = FactReader(store.session, store.tenant)
     store.audit("E", "billing-month")
+    BILLING_RUNS.labels("month").inc()
     start, end = month_window(month, settings)
     patient_ids = reader.patients_with_entries(start, end)
     facts = reader.facts(patient_ids)

@@ -37,6 +37,7 @@ from app.errors import (
     PreconditionFailed,
 )
 from app.fhir.validation import patient_reference, validate_resource
+from app.observability import INGESTED, SCORING_WARNINGS
 from app.store import facts
 from app.store.models import AuditEventRow, Resource, ResourceIdentifier, ResourceToken, ResourceVersion
 from app.store.search import build_conditions, reference_id
@@ -63,6 +64,10 @@ class Stored:
     @property
     def last_modified(self) -> str:
         return self.last_updated.strftime("%a, %d %b %Y %H:%M:%S GMT")
+
+
+class RaceLost(Exception):
+    """A concurrent request committed the same identifier first: retry the whole transaction."""
 
 
 @dataclass(frozen=True)
@@ -146,8 +151,10 @@ class ResourceStore:
         )
 
     # ----------------------------------------------------------------- reads
-    def _row(self, rtype: str, rid: str) -> Resource | None:
-        return self.session.get(Resource, (self.tenant, rtype, rid))
+    def _row(self, rtype: str, rid: str, *, lock: bool = False) -> Resource | None:
+        """The current row; ``lock`` takes a row lock (PostgreSQL ``FOR UPDATE``) for a write, so
+        concurrent writers of one resource queue instead of racing (SQLite locks the database)."""
+        return self.session.get(Resource, (self.tenant, rtype, rid), with_for_update=lock or None)
 
     def read(self, rtype: str, rid: str) -> Stored:
         row = self._row(rtype, rid)
@@ -254,7 +261,7 @@ class ResourceStore:
             raise InvalidInput(
                 Issue(f"the body's id must equal the URL id {rid!r}", "invalid", expression=(f"{rtype}.id",))
             )
-        row = self._row(rtype, rid)
+        row = self._row(rtype, rid, lock=True)
         if row is None and self._id_taken_elsewhere(rtype, rid):
             raise NotFound(f"{rtype}/{rid} is not known")  # another tenant's id: no existence leak
         if if_match is not None:
@@ -293,7 +300,7 @@ class ResourceStore:
 
     def delete(self, rtype: str, rid: str) -> None:
         """DELETE: a deletion version; identifiers, tokens and facts go with it. Deleting twice is fine."""
-        row = self._row(rtype, rid)
+        row = self._row(rtype, rid, lock=True)
         if row is None:
             raise NotFound(f"{rtype}/{rid} is not known")
         if row.deleted:
@@ -382,6 +389,10 @@ class ResourceStore:
         for system, value in identifiers:
             holder = self.session.get(ResourceIdentifier, (self.tenant, rtype, system, value))
             if holder is not None and holder.resource_id != rid:
+                if row is None:
+                    # A create whose identifier appeared after its idempotency check: a concurrent
+                    # twin committed first. Start over; the retry answers the twin (api.md).
+                    raise RaceLost(f"{rtype} identifier taken concurrently")
                 raise Conflict(
                     Issue(
                         f"identifier {system}|{value} already belongs to {rtype}/{holder.resource_id}",
@@ -446,6 +457,9 @@ class ResourceStore:
         stored = result.stored
         action = "C" if result.created or interaction == "create" else "U"
         self.audit(action, interaction, stored.type, stored.id)
+        INGESTED.labels(stored.type).inc()
+        if result.warnings:
+            SCORING_WARNINGS.inc(len(result.warnings))
         return result
 
     def write_derived(self, rtype: str, rid: str | None, data: dict[str, Any]) -> str:
