@@ -14,12 +14,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.routes import router as api_router
 from app.deps import CallerDep, Unauthorized, parse_api_keys
-from app.errors import DomainError, Issue, Unavailable
+from app.errors import DomainError, InvalidInput, Issue, Unavailable
 from app.fhir.audit import router as audit_router
 from app.fhir.outcome import CODE_BY_STATUS, error_response, outcome_response, status_of
 from app.fhir.routes import router as fhir_router
@@ -115,15 +115,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(OperationalError)
     async def database_down(request: Request, exc: OperationalError) -> Response:
         log.warning(
-            "database unavailable on %s %s", request.method, request.scope.get("route", request.url.path)
+            "database unavailable on %s %s", request.method, getattr(request.scope.get("route"), "path", "?")
         )
         return await domain_error(request, Unavailable("the database is unavailable; retry shortly"))
+
+    @app.exception_handler(DataError)
+    async def data_error(request: Request, exc: DataError) -> Response:
+        log.warning("value refused by the database on %s", request.method)
+        return await domain_error(request, InvalidInput("a value is out of range for storage"))
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> Response:
         if isinstance(exc, DBAPIError) and exc.connection_invalidated:
             return await domain_error(request, Unavailable("the database connection was lost; retry shortly"))
-        log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
+        log.error(
+            "unhandled %s on %s %s",
+            type(exc).__name__,
+            request.method,
+            getattr(request.scope.get("route"), "path", "?"),
+        )
         return _error(request, 500, "internal error; the request was not applied")
 
     @app.get("/health", tags=["operations"])

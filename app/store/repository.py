@@ -39,6 +39,8 @@ from app.errors import (
 from app.fhir.validation import patient_reference, validate_resource
 from app.observability import INGESTED, SCORING_WARNINGS
 from app.store import facts
+from app.store.models import SYSTEM as SYSTEM_LENGTH
+from app.store.models import VALUE as VALUE_LENGTH
 from app.store.models import AuditEventRow, Resource, ResourceIdentifier, ResourceToken, ResourceVersion
 from app.store.search import build_conditions, reference_id
 
@@ -386,6 +388,8 @@ class ResourceStore:
     def _write(self, rtype: str, rid: str, data: dict[str, Any], row: Resource | None) -> WriteResult:
         patient_id = self._resolve_patient(rtype, data)
         identifiers = identifiers_of(data)
+        index = facts.index_values(rtype, data, self.zone)
+        _check_index_lengths(rtype, identifiers, index.tokens)
         for system, value in identifiers:
             holder = self.session.get(ResourceIdentifier, (self.tenant, rtype, system, value))
             if holder is not None and holder.resource_id != rid:
@@ -412,7 +416,6 @@ class ResourceStore:
             raise InvalidInput(
                 Issue("strings must not contain NUL characters", "invalid", expression=(rtype,))
             )
-        index = facts.index_values(rtype, data, self.zone)
         if row is None:
             row = Resource(tenant=self.tenant, type=rtype, id=rid)
             self.session.add(row)
@@ -484,6 +487,31 @@ class ResourceStore:
                 ResourceToken.resource_id == rid,
             )
         )
+
+
+def _check_index_lengths(
+    rtype: str, identifiers: list[tuple[str, str]], tokens: list[tuple[str, str, str]]
+) -> None:
+    """Identifier and token values are indexed in columns of bounded length: a longer one is the
+    client's error (400), never a database error."""
+    for system, value in identifiers:
+        if len(system) > SYSTEM_LENGTH or len(value) > VALUE_LENGTH:
+            raise InvalidInput(
+                Issue(
+                    f"identifier system and value are limited to {SYSTEM_LENGTH} and {VALUE_LENGTH} characters",
+                    "too-long",
+                    expression=(f"{rtype}.identifier",),
+                )
+            )
+    for param, system, value in tokens:
+        if len(system) > SYSTEM_LENGTH or len(value) > VALUE_LENGTH:
+            raise InvalidInput(
+                Issue(
+                    f"the {param} value is longer than {VALUE_LENGTH} characters",
+                    "too-long",
+                    expression=(rtype,),
+                )
+            )
 
 
 def _parse_etag(value: str) -> int:

@@ -157,3 +157,43 @@ def test_hostile_search_values_are_parameters(fhir: Fhir, value: str) -> None:
 def test_nul_in_a_search_value_is_400(fhir: Fhir) -> None:
     response = fhir.get("Patient", identifier="x\x00y")
     assert response.status_code == 400
+
+
+HOSTILE = [
+    "' OR '1'='1",
+    "1; DROP TABLE resource; --",
+    "\u202e\u2066evil\u2069",
+    "\u0007\u001b[31m",
+    "x" * 5000,
+    "%00",
+    "😀|😀",
+    "ge",
+    "|",
+    "a|b|c",
+    "Patient/",
+    "../../etc/passwd",
+]
+
+
+@pytest.mark.parametrize(
+    "rtype", ["Patient", "QuestionnaireResponse", "Observation", "Encounter", "EpisodeOfCare", "Consent"]
+)
+def test_hostile_corpus_at_every_search_parameter(fhir: Fhir, rtype: str) -> None:
+    from app.store.search import params_for
+
+    fhir.patient()
+    for name in params_for(rtype):
+        for value in HOSTILE:
+            response = fhir.get(rtype, **{name: value})
+            assert response.status_code in (200, 400), (name, value, response.status_code)
+            if response.status_code == 200:
+                assert response.json()["total"] == 0 or rtype == "Patient", (name, value)
+            else:
+                assert response.json()["resourceType"] == "OperationOutcome"
+    assert fhir.get("Patient").json()["total"] == 1  # nothing was dropped
+
+
+def test_identifier_longer_than_the_index_is_400(fhir: Fhir) -> None:
+    response = fhir.post({"resourceType": "Patient", "identifier": [{"system": "urn:x", "value": "v" * 300}]})
+    assert response.status_code == 400
+    assert response.json()["issue"][0]["expression"] == ["Patient.identifier"]
