@@ -108,7 +108,11 @@ def _request_of(index: int, entry: dict[str, Any]) -> tuple[str, str, str]:
                 expression=(f"{where}.method",),
             )
         )
-    url = str(request.get("url", "")).strip().lstrip("/")
+    url = str(request.get("url", "")).strip()
+    if "://" in url:  # an absolute URL of this server: keep what follows the FHIR base
+        url = url.split("://", 1)[1].split("/", 1)[-1]
+        url = url.split("fhir/", 1)[1] if url.startswith("fhir/") or "/fhir/" in url else url
+    url = url.lstrip("/")
     rtype = url.split("?", 1)[0].split("/", 1)[0]
     if rtype not in SUPPORTED_TYPES:
         raise InvalidInput(

@@ -144,3 +144,13 @@ def test_bundle_type_and_size_checks(make_client: Any) -> None:
     assert post_bundle(client, {"resourceType": "Patient"}).status_code == 400
     entries = [patient_entry() for _ in range(3)]
     assert post_bundle(client, transaction(*entries)).status_code == 413
+
+
+def test_entry_urls_may_be_absolute(client: TestClient) -> None:
+    entry = {
+        "resource": {"resourceType": "Organization", "name": "Clinic"},
+        "request": {"method": "POST", "url": "http://testserver/fhir/Organization"},
+    }
+    response = post_bundle(client, transaction(entry))
+    assert response.status_code == 200, response.text
+    assert response.json()["entry"][0]["response"]["status"].startswith("201")
