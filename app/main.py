@@ -28,6 +28,7 @@ from app.observability import RequestContextMiddleware, configure_logging, metri
 from app.settings import Settings, load_settings
 from app.store.db import make_engine, make_sessionmaker
 from app.store.migrate import current_revision, head_revision
+from app.web.routes import router as web_router
 
 log = logging.getLogger("cocm")
 
@@ -173,6 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(audit_router)
     app.include_router(fhir_router)
     app.include_router(api_router)
+    app.include_router(web_router)
     return app
 
 
