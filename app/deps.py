@@ -87,9 +87,11 @@ def get_store(request: Request, caller: CallerDep) -> Iterator[ResourceStore]:
     session = request.app.state.sessionmaker()
     try:
         address = request.client.host if request.client else None
-        yield ResourceStore(
+        store = ResourceStore(
             session, caller.tenant, request.app.state.settings.zone, Actor(caller.agent, address)
         )
+        store.write_lock = request.app.state.write_lock
+        yield store
     finally:
         session.close()
 
@@ -103,7 +105,7 @@ def transact(store: ResourceStore, work: Callable[[], T]) -> T:
     retry of the same identifier) is retried: the retry sees the winner's row."""
     for attempt in range(WRITE_ATTEMPTS):
         try:
-            with store.session.begin():
+            with store.write_lock, store.session.begin():
                 store.session.connection(execution_options={WRITE_OPTION: True})
                 return work()
         except (IntegrityError, RaceLost):

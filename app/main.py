@@ -26,7 +26,7 @@ from app.fhir.routes import router as fhir_router
 from app.fhir.views import router as views_router
 from app.observability import RequestContextMiddleware, configure_logging, metrics_body
 from app.settings import Settings, load_settings
-from app.store.db import make_engine, make_sessionmaker
+from app.store.db import make_engine, make_sessionmaker, write_lock
 from app.store.migrate import current_revision, head_revision
 from app.web.routes import router as web_router
 
@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.write_lock = write_lock(engine)
         try:
             yield
         finally:

@@ -162,11 +162,18 @@ def _derived_ids(session: Session, tenant: str, response_id: str) -> list[str]:
 
 
 def extract(
-    store: ResourceStore, rtype: str, rid: str, patient_id: str | None, data: dict[str, Any]
+    store: ResourceStore,
+    rtype: str,
+    rid: str,
+    patient_id: str | None,
+    data: dict[str, Any],
+    *,
+    new: bool = False,
 ) -> list[Issue]:
-    """Replace the fact rows of ``rtype/rid`` from its new content; return scoring warnings."""
+    """Replace the fact rows of ``rtype/rid`` from its new content; return scoring warnings.
+    ``new``: the resource has never been stored, so there is nothing to clear."""
     session, tenant, zone = store.session, store.tenant, store.zone
-    derived = clear(session, tenant, rtype, rid)
+    derived = [] if new else clear(session, tenant, rtype, rid)
     if patient_id is None:
         return []
     if rtype == "QuestionnaireResponse":
@@ -265,7 +272,7 @@ def _extract_response(
     meta["tag"] = [*meta.get("tag", []), {"system": COCM_TAG_SYSTEM, "code": DERIVED_TAG}]
     for extra in derived_ids[1:]:
         store.delete("Observation", extra)
-    store.write_derived("Observation", derived_ids[0] if derived_ids else None, observation)
+    store.write_derived("Observation", derived_ids[0] if derived_ids else None, observation, patient_id)
     return warnings
 
 

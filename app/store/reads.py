@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from app.domain import (
@@ -26,6 +26,7 @@ from app.domain import (
     VisitFact,
 )
 from app.store.models import (
+    Base,
     ConsentFactRow,
     EpisodeOfCareFactRow,
     MeasurementRow,
@@ -44,6 +45,11 @@ class PatientFacts:
     consents: list[ConsentFact] = field(default_factory=list)
     visits: list[VisitFact] = field(default_factory=list)
     measurements: list[Measurement] = field(default_factory=list)
+
+
+def _columns(model: type[Base]) -> Select[Any]:
+    """SELECT of a table's columns as plain rows: no ORM objects to build for read-only facts."""
+    return select(*(getattr(model, attr.key) for attr in model.__mapper__.column_attrs))
 
 
 def _chunks(ids: Sequence[str]) -> Iterable[Sequence[str]]:
@@ -94,8 +100,8 @@ class FactReader:
         """Every fact of the given patients, grouped by patient (one query per table and chunk)."""
         out: dict[str, PatientFacts] = defaultdict(PatientFacts)
         for chunk in _chunks(list(patient_ids)):
-            for e in self.session.scalars(
-                select(TimeEntryRow).where(
+            for e in self.session.execute(
+                _columns(TimeEntryRow).where(
                     TimeEntryRow.tenant == self.tenant, TimeEntryRow.patient_id.in_(chunk)
                 )
             ):
@@ -109,8 +115,8 @@ class FactReader:
                         e.excluded,
                     )
                 )
-            for p in self.session.scalars(
-                select(EpisodeOfCareFactRow).where(
+            for p in self.session.execute(
+                _columns(EpisodeOfCareFactRow).where(
                     EpisodeOfCareFactRow.tenant == self.tenant, EpisodeOfCareFactRow.patient_id.in_(chunk)
                 )
             ):
@@ -120,31 +126,31 @@ class FactReader:
                         p.patient_id, p.start, p.end, p.finished, program, f"EpisodeOfCare/{p.episode_id}"
                     )
                 )
-            for c in self.session.scalars(
-                select(ConsentFactRow).where(
+            for c in self.session.execute(
+                _columns(ConsentFactRow).where(
                     ConsentFactRow.tenant == self.tenant, ConsentFactRow.patient_id.in_(chunk)
                 )
             ):
                 out[c.patient_id].consents.append(
                     ConsentFact(c.patient_id, c.active, c.on_date, f"Consent/{c.consent_id}")
                 )
-            for v in self.session.scalars(
-                select(VisitFactRow).where(
+            for v in self.session.execute(
+                _columns(VisitFactRow).where(
                     VisitFactRow.tenant == self.tenant, VisitFactRow.patient_id.in_(chunk)
                 )
             ):
                 out[v.patient_id].visits.append(
                     VisitFact(v.patient_id, v.on_date, v.system, v.code, f"Encounter/{v.encounter_id}")
                 )
-            for m in self.session.scalars(
-                select(MeasurementRow).where(
+            for m in self.session.execute(
+                _columns(MeasurementRow).where(
                     MeasurementRow.tenant == self.tenant, MeasurementRow.patient_id.in_(chunk)
                 )
             ):
                 out[m.patient_id].measurements.append(
                     Measurement(
                         m.patient_id,
-                        m.instrument,  # type: ignore[arg-type]
+                        m.instrument,
                         m.score,
                         m.effective,
                         f"{m.source_type}/{m.source_id}",

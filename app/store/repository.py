@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -125,6 +126,7 @@ class ResourceStore:
         self.tenant = tenant
         self.zone = zone
         self.actor = actor
+        self.write_lock: AbstractContextManager[object] = nullcontext()  # see app.store.db.write_lock
 
     # ----------------------------------------------------------------- audit
     def audit(
@@ -385,8 +387,17 @@ class ResourceStore:
             )
         return patient_id
 
-    def _write(self, rtype: str, rid: str, data: dict[str, Any], row: Resource | None) -> WriteResult:
-        patient_id = self._resolve_patient(rtype, data)
+    def _write(
+        self,
+        rtype: str,
+        rid: str,
+        data: dict[str, Any],
+        row: Resource | None,
+        *,
+        patient_id: str | None = None,
+    ) -> WriteResult:
+        """``patient_id`` given: the caller vouches for the patient (derived resources)."""
+        patient_id = patient_id or self._resolve_patient(rtype, data)
         identifiers = identifiers_of(data)
         index = facts.index_values(rtype, data, self.zone)
         _check_index_lengths(rtype, identifiers, index.tokens)
@@ -452,7 +463,7 @@ class ResourceStore:
                 )
             )
         self.session.flush()
-        warnings = facts.extract(self, rtype, rid, patient_id, body)
+        warnings = facts.extract(self, rtype, rid, patient_id, body, new=version_id == 1)
         stored = Stored(rtype, rid, version_id, moment, content.encode())
         return WriteResult(stored, created, warnings)
 
@@ -465,11 +476,12 @@ class ResourceStore:
             SCORING_WARNINGS.inc(len(result.warnings))
         return result
 
-    def write_derived(self, rtype: str, rid: str | None, data: dict[str, Any]) -> str:
-        """Create or update a resource the service derives itself (no identifier idempotency)."""
+    def write_derived(self, rtype: str, rid: str | None, data: dict[str, Any], patient_id: str) -> str:
+        """Create or update a resource the service derives itself for ``patient_id`` (already
+        checked by the write it derives from; no identifier idempotency)."""
         row = self._row(rtype, rid) if rid else None
         new_id = rid or str(uuid.uuid4())
-        self._write(rtype, new_id, {**data, "id": new_id}, row)
+        self._write(rtype, new_id, {**data, "id": new_id}, row, patient_id=patient_id)
         return new_id
 
     def _clear_index(self, rtype: str, rid: str) -> None:
