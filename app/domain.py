@@ -29,7 +29,8 @@ class Month:
     month: int
 
     def __post_init__(self) -> None:
-        if not 1 <= self.month <= 12 or not 1 <= self.year <= 9999:
+        # Year 9999 is left out so that every month has a next one (datetime ends in 9999).
+        if not 1 <= self.month <= 12 or not 1 <= self.year <= 9998:
             raise ValueError(f"not a calendar month: {self.year:04d}-{self.month:02d}")
 
     @classmethod

@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import hypothesis.core
 import pytest
+from hypothesis.vendor import pretty
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
@@ -24,6 +26,9 @@ from app.settings import Settings
 from app.store.db import make_engine
 from app.store.migrate import upgrade
 from app.store.models import Base
+
+# schemathesis' pytest plugin blanks Hypothesis's failure printer for every test; restore it.
+hypothesis.core.RepresentationPrinter = pretty.RepresentationPrinter  # type: ignore[attr-defined]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"

@@ -87,7 +87,24 @@ def _rule(message: str, expression: str, code: str = "business-rule") -> Busines
     return BusinessRuleViolation(Issue(message, code=code, expression=(expression,)))
 
 
+# Dates outside these years cannot be moved between time zones (datetime's range is years 1-9999).
+MIN_YEAR = 2
+MAX_YEAR = 9998
+
+
 def _parse_when(text: object, zone: ZoneInfo, expression: str) -> _When:
+    when = _parse_when_unchecked(text, zone, expression)
+    if not MIN_YEAR <= when.first.year <= MAX_YEAR or not MIN_YEAR <= when.last.year <= MAX_YEAR:
+        raise InvalidInput(
+            Issue(
+                f"{expression} is outside the years {MIN_YEAR}-{MAX_YEAR} this service handles",
+                expression=(expression,),
+            )
+        )
+    return when
+
+
+def _parse_when_unchecked(text: object, zone: ZoneInfo, expression: str) -> _When:
     if not isinstance(text, str):
         raise InvalidInput(Issue(f"{expression} must be a date or dateTime string", expression=(expression,)))
     if "T" in text:
@@ -99,6 +116,9 @@ def _parse_when(text: object, zone: ZoneInfo, expression: str) -> _When:
             ) from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=zone, fold=0)
+        if not MIN_YEAR <= parsed.year <= MAX_YEAR:  # converting the edges of time overflows
+            local = parsed.date()
+            return _When(None, local, local, "time")
         local = parsed.astimezone(zone).date()
         return _When(parsed.astimezone(UTC), local, local, "time")
     match = _DATE_RE.match(text)
@@ -291,7 +311,7 @@ def episode_of_care_fact(
     """The EpisodeOfCare fact, or ``None`` for an episode that never happened (cancelled,
     entered-in-error)."""
     status = resource.get("status")
-    if status in {"cancelled", "entered-in-error"}:
+    if isinstance(status, str) and status in {"cancelled", "entered-in-error"}:
         return None
     programs = {code for system, code in _codings(resource, "type") if system == ACTIVITY_SYSTEM} & {
         "cocm",

@@ -53,6 +53,8 @@ def _conditions(params: list[tuple[str, str]], settings: Any) -> list[ColumnElem
     conditions: list[ColumnElement[bool]] = []
     for name, value in params:
         options = [v for v in value.split(",") if v]
+        if name in {"entity", "agent", "action"} and not options:
+            raise InvalidInput(Issue(f"{name} needs a value", "invalid", expression=(name,)))
         if name == "entity":
             alternatives = []
             for option in options:
@@ -96,7 +98,7 @@ def search_audit_events(request: Request, store: StoreDep, settings: SettingsDep
     conditions = _conditions(params, settings)
     raw_count = request.query_params.get("_count", str(settings.default_page_size))
     raw_offset = request.query_params.get("_offset", "0")
-    if not raw_count.isdigit() or not raw_offset.isdigit():
+    if not (raw_count.isdigit() and raw_offset.isdigit()) or max(len(raw_count), len(raw_offset)) > 9:
         raise InvalidInput(Issue("_count and _offset must be whole numbers", "invalid"))
     count, offset = min(int(raw_count), settings.max_page_size), int(raw_offset)
 

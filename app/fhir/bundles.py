@@ -32,7 +32,7 @@ def process_bundle(store: ResourceStore, body: dict[str, Any], settings: Setting
     if body.get("resourceType") != "Bundle":
         raise InvalidInput(Issue("POST /fhir takes a Bundle", "invalid", expression=("resourceType",)))
     kind = body.get("type")
-    if kind not in {"transaction", "batch"}:
+    if not isinstance(kind, str) or kind not in {"transaction", "batch"}:
         raise InvalidInput(
             Issue("Bundle.type must be transaction or batch", "invalid", expression=("Bundle.type",))
         )

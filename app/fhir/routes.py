@@ -231,7 +231,7 @@ def history(rtype: str, rid: str, request: Request, store: StoreDep) -> Response
 def vread(rtype: str, rid: str, vid: str, store: StoreDep) -> Response:
     """Read one version (`vread`): 404 unknown version, 410 when that version is a deletion."""
     _check_type(rtype)
-    if not vid.isdigit():
+    if not vid.isdigit() or len(vid) > 9:
         raise NotFound(f"{rtype}/{rid} has no version {vid[:20]!r}")
     stored = transact(store, lambda: store.vread(rtype, rid, int(vid)))
     assert stored.content is not None
@@ -242,8 +242,8 @@ def _int_param(params: list[tuple[str, str]], name: str, default: int) -> int:
     value = dict(params).get(name)
     if value is None:
         return default
-    if not value.isdigit():
-        raise InvalidInput(Issue(f"{name} must be a whole number", "invalid", expression=(name,)))
+    if not value.isdigit() or len(value) > 9:
+        raise InvalidInput(Issue(f"{name} must be a whole number below 10^9", "invalid", expression=(name,)))
     return int(value)
 
 
@@ -260,7 +260,7 @@ def _decode_cursor(cursor: str | None) -> int:
         raise InvalidInput(
             Issue("_cursor is not a cursor this server issued", "invalid", expression=("_cursor",))
         ) from None
-    if not isinstance(value, int) or value < 0:
+    if not isinstance(value, int) or not 0 <= value < 2**31:
         raise InvalidInput(
             Issue("_cursor is not a cursor this server issued", "invalid", expression=("_cursor",))
         )

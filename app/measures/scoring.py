@@ -315,7 +315,8 @@ def _coding_score(
     code = coding.get("code")
     code = code.strip() if isinstance(code, str) else None
     system = coding.get("system")
-    known = ANSWERS.get(code) if code and (system is None or system in _LOINC_SYSTEMS) else None
+    loinc = system is None or (isinstance(system, str) and system in _LOINC_SYSTEMS)
+    known = ANSWERS.get(code) if code and loinc else None
     weights = _weights(answer, coding)
     if known is not None and known.score is not None:
         for name, weight in weights:
@@ -426,6 +427,8 @@ def score_questionnaire_response(
                 f"{label} has {len(answers)} answers; a scored item takes one", f"{node.path}.answer[1]"
             )
         where = f"{node.path}.answer[0]"
+        if not isinstance(answers[0], Mapping):
+            raise _violation(f"{label} answer is not an object", where)
         score = _answer_score(answers[0], label, where, warnings)
         if role.code in scores:
             if scores[role.code] != score:
@@ -440,7 +443,7 @@ def score_questionnaire_response(
 
     status = resource.get("status")
     complete = True
-    if status not in SCORED_RESPONSE_STATUSES:
+    if not isinstance(status, str) or status not in SCORED_RESPONSE_STATUSES:
         complete = False
         warnings.append(f"status is {status!r}; only a completed or amended response gets a total")
     missing = [item for item in instrument.items if item.loinc not in scores]
@@ -457,6 +460,7 @@ def score_questionnaire_response(
     phq2: int | None = None
     if (
         instrument is not GAD7
+        and isinstance(status, str)
         and status in SCORED_RESPONSE_STATUSES
         and all(code in scores for code in PHQ2.item_codes)
     ):
@@ -506,9 +510,10 @@ def _total_instrument(code: Any) -> Instrument | None:
     for coding in code["coding"]:
         if not isinstance(coding, Mapping):
             continue
-        system = coding.get("system")
-        if (system is None or system in _LOINC_SYSTEMS) and coding.get("code") in BY_TOTAL_CODE:
-            return BY_TOTAL_CODE[coding["code"]]
+        system, code = coding.get("system"), coding.get("code")
+        loinc = system is None or (isinstance(system, str) and system in _LOINC_SYSTEMS)
+        if loinc and isinstance(code, str) and code in BY_TOTAL_CODE:
+            return BY_TOTAL_CODE[code]
     return None
 
 
@@ -602,7 +607,8 @@ def score_observation(resource: Mapping[str, Any]) -> ObservationScore | None:
     total-score Observation whose value is missing, not a whole number, or out of range.
     """
     instrument = _total_instrument(resource.get("code"))
-    if instrument is None or resource.get("status") not in COUNTED_OBSERVATION_STATUSES:
+    status = resource.get("status")
+    if instrument is None or not isinstance(status, str) or status not in COUNTED_OBSERVATION_STATUSES:
         return None
     score = _observation_value(resource, instrument)
     return ObservationScore(

@@ -16,7 +16,7 @@ Fact rows are replaced on every version and removed with the resource.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -59,16 +59,18 @@ def parse_instant(text: Any, zone: ZoneInfo) -> datetime | None:
         return None
     try:
         if len(text) == 4:
-            return datetime(int(text), 1, 1, tzinfo=zone)
-        if len(text) == 7:
-            return datetime(int(text[:4]), int(text[5:7]), 1, tzinfo=zone)
-        if len(text) == 10:
+            moment = datetime(int(text), 1, 1, tzinfo=zone)
+        elif len(text) == 7:
+            moment = datetime(int(text[:4]), int(text[5:7]), 1, tzinfo=zone)
+        elif len(text) == 10:
             day = date.fromisoformat(text)
-            return datetime(day.year, day.month, day.day, tzinfo=zone)
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+            moment = datetime(day.year, day.month, day.day, tzinfo=zone)
+        else:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=zone)
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # not a date, or at the edge of datetime's range
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=zone)
 
 
 def _effective(rtype: str, data: dict[str, Any], zone: ZoneInfo) -> tuple[datetime | None, datetime | None]:

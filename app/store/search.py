@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -61,7 +61,16 @@ class DateRange:
 
 
 def parse_date_range(text: str, zone: ZoneInfo) -> tuple[str, DateRange]:
-    """``ge2026-01`` -> ("ge", [2026-01-01, 2026-02-01)). Raises ValueError."""
+    """``ge2026-01`` -> ("ge", [2026-01-01, 2026-02-01)) as UTC instants. Raises ValueError, also
+    for dates at the edge of the calendar that cannot be converted to UTC."""
+    try:
+        prefix, rng = _parse_date_range(text, zone)
+        return prefix, DateRange(rng.low.astimezone(UTC), rng.high.astimezone(UTC))
+    except OverflowError:
+        raise ValueError("date out of range") from None
+
+
+def _parse_date_range(text: str, zone: ZoneInfo) -> tuple[str, DateRange]:
     match = _DATE_RE.match(text)
     if match is None:
         raise ValueError("not a FHIR date")
