@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test test-postgres lint format openapi check-openapi check-migrations check ci
+.PHONY: install run test test-postgres lint format openapi check-openapi check-migrations check fuzz bench
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,12 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-run: install  ## create the venv, migrate the SQLite default, serve on :8000 (docs at /docs)
+DEMO ?= 1
+BENCH_DB ?= both
+
+run: install  ## create the venv, migrate the SQLite default, load the demo clinic if empty (DEMO=0: no), serve on :8000
 	$(BIN)/cocm migrate
+	@[ "$(DEMO)" = 0 ] || $(BIN)/cocm demo --if-empty
 	$(BIN)/cocm serve --host $(HOST) --port $(PORT)
 
 test: install  ## the whole suite; COCM_TEST_DATABASE_URL=postgresql://... runs it on PostgreSQL
@@ -47,3 +51,9 @@ check-migrations: install  ## a model change without a migration fails here
 	rm -f .alembic-check.db*
 
 check: lint check-openapi check-migrations
+
+fuzz: install  ## a longer schemathesis + Hypothesis run than the one in `make test`
+	COCM_FUZZ_EXAMPLES=500 $(BIN)/pytest tests/test_fuzz.py tests/test_core_fuzz.py
+
+bench: install  ## wrk against uvicorn subprocesses -> benchmarks/RESULTS.md (BENCH_DB=sqlite|postgresql|both)
+	$(BIN)/python benchmarks/run.py --database $(BENCH_DB)

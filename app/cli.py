@@ -1,15 +1,77 @@
-"""The ``cocm`` command: ``cocm migrate`` and ``cocm serve`` (settings from COCM_* as the service)."""
+"""The ``cocm`` command (settings from COCM_* as the service):
+
+- ``cocm migrate``: the database to the head migration;
+- ``cocm serve``: the API with uvicorn;
+- ``cocm demo``: a synthetic clinic (``app.demo``) loaded into the database, idempotent;
+  ``--if-empty`` loads it only into a tenant without patients (for ``make run``);
+- ``cocm billing --month YYYY-MM [--csv]``: the month-end billing run, a table and totals (or the
+  API's CSV) on stdout, progress on stderr;
+- ``cocm import FILE``: an NDJSON or Bundle file loaded in batches, resumable (``app.bulk``).
+
+Thin on purpose: the work is in ``app.demo``, ``app.bulk`` and ``app.api.service``. Progress bars
+and messages go to stderr, results to stdout, so ``cocm billing --csv > month.csv`` is clean.
+"""
 
 from __future__ import annotations
 
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
 import typer
 import uvicorn
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
-from app.settings import load_settings
-from app.store.db import make_engine
+from app.api.service import billing_csv_rows, month_billing, today
+from app.bulk import Failure, ImportAborted, import_file, import_store, progress_path
+from app.deps import DEFAULT_TENANT, transact
+from app.domain import BillingMonth, Month
+from app.settings import Settings, load_settings
+from app.store.db import make_engine, make_sessionmaker
 from app.store.migrate import upgrade
+from app.store.models import Resource
+from app.store.reads import FactReader
+from app.store.repository import Actor, ResourceStore
 
 cli = typer.Typer(help="cocm-api: Collaborative Care registry and billing service", no_args_is_help=True)
+
+TenantOption = typer.Option(DEFAULT_TENANT, help="tenant to read or write")
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, soft_wrap=True)
+
+
+def _stdout() -> Console:
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
+@contextmanager
+def _session(settings: Settings) -> Iterator[tuple[Engine, Session]]:
+    engine = make_engine(settings.sqlalchemy_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            yield engine, session
+    except OperationalError:
+        _stderr().print("[red]the database is unavailable[/red] (COCM_DATABASE_URL)")
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
 
 
 @cli.command()
@@ -33,6 +95,183 @@ def serve(
     uvicorn.run(
         "app.main:app", host=host, port=port, workers=workers, proxy_headers=True, access_log=False
     )  # our own request log leaves out paths and query strings (patient identifiers)
+
+
+@cli.command()
+def demo(
+    patients: int = typer.Option(200, min=1, help="number of patients"),
+    months: int = typer.Option(6, min=1, max=24, help="months of history, ending today"),
+    seed: int = typer.Option(7, help="random seed: the same seed is the same clinic"),
+    tenant: str = TenantOption,
+    if_empty: bool = typer.Option(False, "--if-empty", help="load only when the tenant has no patient"),
+) -> None:
+    """Load a synthetic clinic (scores, care-manager time, consents, visits, discharges) dated over
+    the last months in the clinic time zone. Idempotent: patients already loaded are skipped."""
+    from app.demo import clinic, demo_store, load  # noqa: PLC0415 (only this command needs it)
+
+    settings = load_settings()
+    with _session(settings) as (engine, session):
+        upgrade(engine)
+        if if_empty:
+            with session.begin():
+                has_patient = session.scalar(
+                    select(Resource.id)
+                    .where(Resource.tenant == tenant, Resource.type == "Patient", Resource.deleted.is_(False))
+                    .limit(1)
+                )
+            if has_patient is not None:
+                typer.echo(f"tenant {tenant!r} has patients already: demo not loaded")
+                return
+        bundles = clinic(today(settings), settings.zone, patients=patients, months=months, seed=seed)
+        store = demo_store(session, settings, tenant)
+        with _bar() as progress:
+            task = progress.add_task("demo clinic", total=len(bundles))
+            result = load(store, settings, bundles, lambda n: progress.advance(task, n))
+    typer.echo(
+        f"demo clinic (seed {seed}): {result.loaded} patients loaded, "
+        f"{result.present} already there (tenant {tenant!r})"
+    )
+
+
+@cli.command()
+def billing(
+    month: str | None = typer.Option(
+        None, help="YYYY-MM in the clinic time zone; default the last full month"
+    ),
+    csv: bool = typer.Option(False, "--csv", help="the API's billing.csv rows instead of a table"),
+    tenant: str = TenantOption,
+) -> None:
+    """Month-end billing run: every patient with counted minutes in the month, their codes, whether
+    the month is billable and what blocks it, and the totals per code."""
+    settings = load_settings()
+    try:
+        parsed = Month.parse(month) if month else Month.of(today(settings)).previous()
+    except ValueError:
+        raise typer.BadParameter("month must be YYYY-MM", param_hint="--month") from None
+    with _session(settings) as (_, session):
+        store = ResourceStore(session, tenant, settings.zone, Actor("cli:billing"))
+        with _bar() as progress:
+            progress.add_task(f"billing {parsed}", total=None)
+            months = transact(store, lambda: month_billing(store, settings, parsed))
+            with session.begin():
+                names = FactReader(session, tenant).patient_names([m.patient_id for m in months])
+    if csv:
+        for chunk in billing_csv_rows(months):
+            sys.stdout.write(chunk)
+        sys.stdout.flush()
+        return
+    _print_billing(parsed, months, names)
+
+
+def _print_billing(month: Month, months: list[BillingMonth], names: dict[str, str | None]) -> None:
+    out = _stdout()
+    table = Table(title=f"CoCM billing {month} ({len(months)} patients with minutes)")
+    for name, justify in (
+        ("patient", "left"),
+        ("name", "left"),
+        ("month", "left"),
+        ("minutes", "right"),
+        ("codes", "left"),
+        ("billable", "center"),
+        ("blockers", "left"),
+    ):
+        table.add_column(name, justify=justify, no_wrap=name in {"patient", "codes"})  # type: ignore[arg-type]
+    totals: Counter[str] = Counter()
+    billable: Counter[str] = Counter()
+    for m in months:
+        for code in m.codes:
+            totals[code.code] += code.units
+            if m.billable:
+                billable[code.code] += code.units
+        table.add_row(
+            m.patient_id,
+            names.get(m.patient_id) or "",
+            m.month_kind or "",
+            str(m.minutes),
+            ", ".join(c.code if c.units == 1 else f"{c.code} x{c.units}" for c in m.codes) or "-",
+            "yes" if m.billable else "no",
+            ", ".join(m.blockers),
+        )
+    out.print(table)
+    summary = Table(title="totals (units)", show_lines=False)
+    summary.add_column("code")
+    summary.add_column("all", justify="right")
+    summary.add_column("billable", justify="right")
+    for name in sorted(totals):
+        summary.add_row(name, str(totals[name]), str(billable[name]))
+    out.print(summary)
+    ready = sum(1 for m in months if m.billable)
+    out.print(f"{ready} of {len(months)} patient-months billable; minutes {sum(m.minutes for m in months)}")
+
+
+@cli.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="FILE.ndjson (or .jsonl), or a Bundle .json")],
+    tenant: str = TenantOption,
+    batch: int = typer.Option(100, min=1, max=10_000, help="items per transaction"),
+    stop_on_error: bool = typer.Option(
+        False, "--stop-on-error", help="stop at the first bad item (default: report it and go on)"
+    ),
+    restart: bool = typer.Option(False, "--restart", help="ignore FILE.progress and start from the top"),
+) -> None:
+    """Bulk load FHIR resources through the API's store code path (validation, scoring, facts).
+    Idempotent on identifiers and ids; resumable from FILE.progress after an interruption."""
+    settings = load_settings()
+    err = _stderr()
+    with _session(settings) as (_, session), _bar() as progress:
+        task = progress.add_task(file.name, total=None)
+
+        def start(total: int, resumed: int) -> None:
+            progress.update(task, total=total, completed=resumed)
+            if resumed:
+                progress.console.print(f"resuming {file.name} after {resumed} of {total} items")
+
+        def failed(failure: Failure) -> None:
+            progress.console.print(
+                f"[red]{file.name}, {failure.label}:[/red] {failure.message}", highlight=False
+            )
+
+        try:
+            report = import_file(
+                file,
+                import_store(session, settings, tenant),
+                settings,
+                batch=batch,
+                stop_on_error=stop_on_error,
+                restart=restart,
+                on_start=start,
+                on_advance=lambda n: progress.advance(task, n),
+                on_failure=failed,
+            )
+        except ImportAborted as exc:
+            err.print(f"[red]cannot import:[/red] {exc}", highlight=False)
+            raise typer.Exit(2) from None
+    typer.echo(
+        f"{file.name}: {report.created} created, {report.updated} updated, {report.unchanged} unchanged, "
+        f"{len(report.failures)} failed (tenant {tenant!r})"
+    )
+    if report.stopped:
+        err.print(
+            f"stopped at {report.failures[-1].label}; fix it and run the same command to resume "
+            f"({progress_path(file).name} kept)",
+            highlight=False,
+        )
+    if report.failures:
+        raise typer.Exit(1)
+
+
+@contextmanager
+def _bar() -> Iterator[Progress]:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=_stderr(),
+        transient=True,
+    ) as progress:
+        yield progress
 
 
 def main() -> None:

@@ -16,8 +16,8 @@ from typing import Any
 
 import hypothesis.core
 import pytest
-from hypothesis.vendor import pretty
 from fastapi.testclient import TestClient
+from hypothesis.vendor import pretty
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 

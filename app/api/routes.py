@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import csv
-import io
 from collections import Counter
-from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from app.api.service import (
+    billing_csv_rows,
     billing_json,
     month_billing,
     parse_as_of,
@@ -38,21 +36,6 @@ router = APIRouter(prefix="/api/v1", tags=["dashboard"])
 Limit = Annotated[int, Query(ge=1, le=500, description="page size (max 500)")]
 MonthParam = Annotated[str, Query(description="calendar month YYYY-MM in the clinic time zone")]
 AsOf = Annotated[str | None, Query(description="YYYY-MM-DD; default today in the clinic time zone")]
-
-CSV_COLUMNS = [
-    "patient_id",
-    "month",
-    "setting",
-    "month_kind",
-    "episode_start",
-    "minutes",
-    "code",
-    "code_system",
-    "units",
-    "billable",
-    "blockers",
-    "notes",
-]
 
 
 @router.get("/patients/{patient_id}/billing", summary="One patient's billing month")
@@ -104,46 +87,6 @@ def billing(
     }
 
 
-def _cell(value: Any) -> str:
-    """Spreadsheet-safe text: a leading =, +, - or @ would be read as a formula (OWASP CSV injection)."""
-    text = "" if value is None else str(value)
-    return f"'{text}" if text[:1] in {"=", "+", "-", "@"} else text
-
-
-def _csv_rows(months: list[BillingMonth]) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-
-    def flush() -> str:
-        text = buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-        return text
-
-    writer.writerow(CSV_COLUMNS)
-    yield "\ufeff" + flush()  # a BOM so that spreadsheets read UTF-8
-    for month in months:
-        common = [
-            month.patient_id,
-            str(month.month),
-            month.setting,
-            month.month_kind or "",
-            month.episode_start.isoformat() if month.episode_start else "",
-            month.minutes,
-        ]
-        tail = ["true" if month.billable else "false", ";".join(month.blockers), " | ".join(month.notes)]
-        for code in month.codes or [None]:
-            row = [
-                *common,
-                code.code if code else "",
-                code.system if code else "",
-                code.units if code else 0,
-                *tail,
-            ]
-            writer.writerow([_cell(v) for v in row])
-        yield flush()
-
-
 @router.get("/billing.csv", summary="Billing month as CSV", response_class=StreamingResponse)
 def billing_csv(month: MonthParam, store: StoreDep, settings: SettingsDep) -> StreamingResponse:
     """The month's billing rows for billing staff: one row per patient and code (a patient whose
@@ -152,7 +95,7 @@ def billing_csv(month: MonthParam, store: StoreDep, settings: SettingsDep) -> St
     parsed = parse_month(month, settings)
     months = transact(store, lambda: month_billing(store, settings, parsed))
     return StreamingResponse(
-        _csv_rows(months),
+        billing_csv_rows(months),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="cocm-billing-{parsed}.csv"'},
     )
