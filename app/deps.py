@@ -18,6 +18,8 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, Request
 from sqlalchemy.exc import IntegrityError
 
+from app.auth.scopes import ALL_SCOPES, Scope
+from app.auth.smart import authenticate_bearer
 from app.errors import Conflict, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from app.fhir.validation import parse_json
 from app.settings import Settings
@@ -32,13 +34,19 @@ T = TypeVar("T")
 
 
 class Unauthorized(Exception):
-    """No or unknown credentials (401)."""
+    """No or unknown credentials (401). ``invalid_token``: credentials were sent but are not
+    valid (RFC 6750 error code in the challenge)."""
+
+    def __init__(self, message: str, *, invalid_token: bool = False) -> None:
+        super().__init__(message)
+        self.invalid_token = invalid_token
 
 
 @dataclass(frozen=True)
 class Caller:
     tenant: str
     agent: str  # who, for the audit trail: a key fingerprint or a client id; never a key
+    scopes: tuple[Scope, ...] = ALL_SCOPES  # API keys hold every scope of their tenant
 
 
 def key_fingerprint(key: bytes) -> str:
@@ -63,8 +71,10 @@ def get_settings(request: Request) -> Settings:
 
 
 def get_caller(request: Request) -> Caller:
+    """API keys first (constant-time compare), then SMART access tokens issued by /auth/token."""
     keys: list[tuple[bytes, str]] = request.app.state.api_keys
-    if not keys:
+    smart_on = request.app.state.smart_server is not None
+    if not keys and not smart_on:
         return Caller(DEFAULT_TENANT, "anonymous")
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -74,9 +84,12 @@ def get_caller(request: Request) -> Caller:
     for key, tenant in keys:  # no early exit: constant time over the key list
         if hmac.compare_digest(presented, key) and found is None:
             found = Caller(tenant, key_fingerprint(key))
-    if found is None:
-        raise Unauthorized("unknown credentials")
-    return found
+    if found is not None:
+        return found
+    identity = authenticate_bearer(token.strip(), request.app.state.settings) if smart_on else None
+    if identity is None:
+        raise Unauthorized("unknown, invalid or expired credentials", invalid_token=True)
+    return Caller(identity.tenant, f"smart:{identity.client_id}", identity.scopes)
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
@@ -91,6 +104,7 @@ def get_store(request: Request, caller: CallerDep) -> Iterator[ResourceStore]:
             session, caller.tenant, request.app.state.settings.zone, Actor(caller.agent, address)
         )
         store.write_lock = request.app.state.write_lock
+        store.scopes = caller.scopes
         yield store
     finally:
         session.close()

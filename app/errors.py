@@ -67,6 +67,16 @@ class BusinessRuleViolation(DomainError):
     default_code = "business-rule"
 
 
+class Forbidden(DomainError):
+    """Authenticated, but the granted scopes do not allow the interaction (403)."""
+
+    default_code = "forbidden"
+
+    def __init__(self, message: str | Issue | list[Issue], *, required_scope: str = "") -> None:
+        super().__init__(message)
+        self.required_scope = required_scope
+
+
 class NotSupported(DomainError):
     """An interaction the server does not support (405)."""
 

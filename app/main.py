@@ -18,14 +18,17 @@ from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.routes import router as api_router
+from app.auth.routes import router as auth_router
+from app.auth.scopes import www_authenticate
+from app.auth.smart import SmartConfigError, load_smart_server
 from app.deps import CallerDep, Unauthorized, parse_api_keys
 from app.errors import DomainError, InvalidInput, Issue, Unavailable
 from app.fhir.audit import router as audit_router
-from app.fhir.outcome import CODE_BY_STATUS, error_response, outcome_response, status_of
+from app.fhir.outcome import CODE_BY_STATUS, error_headers, error_response, outcome_response, status_of
 from app.fhir.routes import router as fhir_router
 from app.fhir.views import router as views_router
 from app.observability import RequestContextMiddleware, configure_logging, metrics_body
-from app.settings import Settings, load_settings
+from app.settings import Settings, SettingsError, load_settings
 from app.store.db import make_engine, make_sessionmaker, write_lock
 from app.store.migrate import current_revision, head_revision
 from app.web.routes import router as web_router
@@ -81,19 +84,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.api_keys = parse_api_keys(settings.api_keys)
+    try:
+        app.state.smart_server = load_smart_server(settings)
+    except SmartConfigError as exc:
+        raise SettingsError(f"cocm-api: invalid settings: {exc}") from None
     app.state.head_revision = head_revision()
 
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> Response:
         if _wants_fhir(request):
             return error_response(exc)
-        status = status_of(exc)
-        headers = {"Retry-After": "5"} if status == 503 else None
-        return _error(request, status, exc.issues[0].diagnostics, headers=headers)
+        return _error(request, status_of(exc), exc.issues[0].diagnostics, headers=error_headers(exc))
 
     @app.exception_handler(Unauthorized)
     async def unauthorized(request: Request, exc: Unauthorized) -> Response:
-        return _error(request, 401, f"authentication required: {exc}", headers={"WWW-Authenticate": "Bearer"})
+        challenge = www_authenticate("invalid_token") if exc.invalid_token else www_authenticate()
+        return _error(
+            request, 401, f"authentication required: {exc}", headers={"WWW-Authenticate": challenge}
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
@@ -171,7 +179,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(body, media_type=media_type)
 
     app.add_middleware(RequestContextMiddleware)
-    app.include_router(views_router)  # before the generic /fhir/{type} routes
+    app.include_router(auth_router)  # before the generic /fhir/{type} routes, like the views
+    app.include_router(views_router)
     app.include_router(audit_router)
     app.include_router(fhir_router)
     app.include_router(api_router)

@@ -54,13 +54,21 @@ class Settings(BaseSettings):
     max_page_size: int = Field(500, ge=1)
     max_bundle_entries: int = Field(1000, ge=1)
 
+    # SMART Backend Services (issue: authentication); off while no client registry is set.
+    smart_clients_file: str | None = None
+    token_secret: str | None = None  # HS256 key for access tokens, >= 32 bytes, same in every worker
+    token_lifetime_seconds: int = Field(300, ge=30, le=3600)
+    public_base_url: str | None = None  # e.g. https://cocm.example.org; token URL = <base>/auth/token
+
     # Connection pool (PostgreSQL).
     db_pool_size: int = Field(10, ge=1)
     db_max_overflow: int = Field(10, ge=0)
 
-    @field_validator("max_99494_units", mode="before")
+    @field_validator(
+        "max_99494_units", "smart_clients_file", "token_secret", "public_base_url", mode="before"
+    )
     @classmethod
-    def _blank_is_no_cap(cls, value: object) -> object:
+    def _blank_is_unset(cls, value: object) -> object:
         return _empty_to_none(value)
 
     @field_validator("timezone")

@@ -7,6 +7,7 @@ from logging.config import fileConfig
 
 from alembic import context
 
+import app.auth.models  # noqa: F401  (registers smart_jti on the metadata)
 from app.settings import load_settings
 from app.store.db import make_engine
 from app.store.models import Base, UTCDateTime

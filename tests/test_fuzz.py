@@ -66,7 +66,7 @@ schema = schemathesis.openapi.from_dict(
                 "deterministic": True,
                 "database": "none",
             },
-            "phases": {"stateful": {"enabled": False}},
+            "phases": {"stateful": {"enabled": False}, "examples": {"enabled": False}},
         }
     ),
 )

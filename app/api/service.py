@@ -69,6 +69,16 @@ def month_window(month: Month, settings: Settings) -> tuple[datetime, datetime]:
     )
 
 
+# The resource types billing, care status and the registry are computed from (and expose).
+FACT_TYPES = ("Patient", "QuestionnaireResponse", "Observation", "Encounter", "EpisodeOfCare", "Consent")
+
+
+def _require_facts(store: ResourceStore, *extra: str) -> None:
+    """Dashboard reads need read scopes on every type they are computed from (issue: scopes)."""
+    for rtype in FACT_TYPES:
+        store.require(rtype, "r", *extra)
+
+
 def _bill(patient_id: str, facts: PatientFacts, month: Month, settings: Settings, on: date) -> BillingMonth:
     return bill_month(
         patient_id,
@@ -83,6 +93,7 @@ def _bill(patient_id: str, facts: PatientFacts, month: Month, settings: Settings
 
 
 def patient_billing(store: ResourceStore, settings: Settings, patient_id: str, month: Month) -> BillingMonth:
+    _require_facts(store)
     reader = FactReader(store.session, store.tenant)
     store.audit("R", "billing", "Patient", patient_id)
     BILLING_RUNS.labels("patient").inc()
@@ -94,6 +105,7 @@ def patient_billing(store: ResourceStore, settings: Settings, patient_id: str, m
 
 def month_billing(store: ResourceStore, settings: Settings, month: Month) -> list[BillingMonth]:
     """Every patient with counted minutes in the month, ordered by patient id."""
+    _require_facts(store, "s")
     reader = FactReader(store.session, store.tenant)
     store.audit("E", "billing-month")
     BILLING_RUNS.labels("month").inc()
@@ -120,6 +132,7 @@ def _status(patient_id: str, facts: PatientFacts, as_of: date, settings: Setting
 
 
 def patient_care_status(store: ResourceStore, settings: Settings, patient_id: str, as_of: date) -> CareStatus:
+    _require_facts(store)
     reader = FactReader(store.session, store.tenant)
     store.audit("R", "care-status", "Patient", patient_id)
     if not reader.live_patient_ids([patient_id]):
@@ -130,6 +143,7 @@ def patient_care_status(store: ResourceStore, settings: Settings, patient_id: st
 
 def registry_statuses(store: ResourceStore, settings: Settings, as_of: date) -> list[CareStatus]:
     """Care status of every patient in care (audited as one registry read)."""
+    _require_facts(store, "s")
     reader = FactReader(store.session, store.tenant)
     store.audit("E", "registry")
     patient_ids = reader.patients_in_care()

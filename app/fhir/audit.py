@@ -103,6 +103,7 @@ def search_audit_events(request: Request, store: StoreDep, settings: SettingsDep
     count, offset = min(int(raw_count), settings.max_page_size), int(raw_offset)
 
     def work() -> tuple[list[AuditEventRow], int]:
+        store.require("AuditEvent", "s")
         where = [AuditEventRow.tenant == store.tenant, *conditions]
         total = store.session.scalar(select(func.count()).select_from(AuditEventRow).where(*where)) or 0
         rows = store.session.scalars(
@@ -143,6 +144,7 @@ def read_audit_event(event_id: str, store: StoreDep) -> Response:
     """One AuditEvent of the caller's tenant (404 otherwise)."""
 
     def work() -> AuditEventRow:
+        store.require("AuditEvent", "r")
         row = store.session.get(AuditEventRow, (store.tenant, event_id))
         if row is None:
             raise NotFound(f"AuditEvent/{event_id} is not known")

@@ -24,7 +24,7 @@ INTERACTIONS = ["read", "vread", "update", "delete", "history-instance", "create
 SOFTWARE_VERSION = "0.1.0"
 
 
-def capability_statement(base: str) -> dict[str, Any]:
+def capability_statement(base: str, token_url: str | None = None) -> dict[str, Any]:
     resources = [
         {
             "type": rtype,
@@ -86,8 +86,33 @@ def capability_statement(base: str) -> dict[str, Any]:
         "rest": [
             {
                 "mode": "server",
+                **({"security": _security(token_url)} if token_url else {}),
                 "resource": resources,
                 "interaction": [{"code": "transaction"}, {"code": "batch"}],
+            }
+        ],
+    }
+
+
+def _security(token_url: str) -> dict[str, Any]:
+    """SMART Backend Services: the token endpoint (SMART App Launch, "oauth-uris" extension)."""
+    return {
+        "cors": True,
+        "service": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                        "code": "SMART-on-FHIR",
+                    }
+                ],
+                "text": "SMART Backend Services (client_credentials, private_key_jwt) and static API keys",
+            }
+        ],
+        "extension": [
+            {
+                "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                "extension": [{"url": "token", "valueUri": token_url}],
             }
         ],
     }

@@ -7,10 +7,12 @@ from typing import Any
 import orjson
 from fastapi.responses import Response
 
+from app.auth.scopes import www_authenticate
 from app.errors import (
     BusinessRuleViolation,
     Conflict,
     DomainError,
+    Forbidden,
     Gone,
     InvalidInput,
     Issue,
@@ -27,6 +29,7 @@ FHIR_JSON = "application/fhir+json"
 STATUS_BY_ERROR: dict[type[DomainError], int] = {
     InvalidInput: 400,
     NotFound: 404,
+    Forbidden: 403,
     NotSupported: 405,
     Conflict: 409,
     Gone: 410,
@@ -85,6 +88,12 @@ def outcome_response(issues: list[Issue], status: int, headers: dict[str, str] |
 
 
 def error_response(error: DomainError) -> Response:
-    status = status_of(error)
-    headers = {"Retry-After": "5"} if status == 503 else None
-    return outcome_response(error.issues, status, headers)
+    return outcome_response(error.issues, status_of(error), error_headers(error))
+
+
+def error_headers(error: DomainError) -> dict[str, str] | None:
+    if isinstance(error, Unavailable):
+        return {"Retry-After": "5"}
+    if isinstance(error, Forbidden):
+        return {"WWW-Authenticate": www_authenticate("insufficient_scope", scope=error.required_scope)}
+    return None

@@ -16,6 +16,7 @@ import orjson
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 
+from app.auth.routes import advertised_token_url
 from app.deps import BodyDep, SettingsDep, StoreDep, transact
 from app.errors import InvalidInput, Issue, NotFound, NotSupported
 from app.fhir.bundles import process_bundle
@@ -90,7 +91,8 @@ def _strict(prefer: str | None) -> bool:
 @router.get("/metadata", summary="CapabilityStatement")
 def metadata(request: Request) -> Response:
     """The server's CapabilityStatement (FHIR 4.0.1): exactly the interactions implemented."""
-    return fhir_response(capability_statement(fhir_base(request)))
+    token_url = advertised_token_url(request) if request.app.state.smart_server is not None else None
+    return fhir_response(capability_statement(fhir_base(request), token_url))
 
 
 @router.post("", summary="Transaction or batch Bundle", openapi_extra=BODY_SCHEMA)

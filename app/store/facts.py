@@ -243,7 +243,7 @@ def _extract_response(
     warnings = [Issue(w, "informational", "warning") for w in (scored.warnings if scored else ())]
     if scored is None or not scored.complete or scored.total is None:
         for oid in derived_ids:
-            store.delete("Observation", oid)
+            store.delete_derived("Observation", oid)
         return warnings
     effective = parse_instant(data.get("authored"), store.zone)
     if effective is None:
@@ -273,7 +273,7 @@ def _extract_response(
     meta = observation.setdefault("meta", {})
     meta["tag"] = [*meta.get("tag", []), {"system": COCM_TAG_SYSTEM, "code": DERIVED_TAG}]
     for extra in derived_ids[1:]:
-        store.delete("Observation", extra)
+        store.delete_derived("Observation", extra)
     store.write_derived("Observation", derived_ids[0] if derived_ids else None, observation, patient_id)
     return warnings
 

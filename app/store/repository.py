@@ -28,9 +28,11 @@ import orjson
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from app.auth.scopes import ALL_SCOPES, Scope, allows
 from app.errors import (
     BusinessRuleViolation,
     Conflict,
+    Forbidden,
     Gone,
     InvalidInput,
     Issue,
@@ -127,6 +129,19 @@ class ResourceStore:
         self.zone = zone
         self.actor = actor
         self.write_lock: AbstractContextManager[object] = nullcontext()  # see app.store.db.write_lock
+        self.scopes: tuple[Scope, ...] = ALL_SCOPES  # what the caller's credentials allow
+
+    def require(self, rtype: str, *interactions: str) -> None:
+        """The caller's scopes must allow each SMART interaction (c r u d s) on ``rtype``: enforced
+        here, in the store, so that single requests, Bundle entries and computed views alike are
+        checked (403 otherwise)."""
+        for interaction in interactions:
+            if not allows(self.scopes, rtype, interaction):
+                required = f"system/{rtype}.{interaction}"
+                raise Forbidden(
+                    Issue(f"the granted scopes do not permit {required}", "forbidden"),
+                    required_scope=required,
+                )
 
     # ----------------------------------------------------------------- audit
     def audit(
@@ -161,6 +176,7 @@ class ResourceStore:
         return self.session.get(Resource, (self.tenant, rtype, rid), with_for_update=lock or None)
 
     def read(self, rtype: str, rid: str) -> Stored:
+        self.require(rtype, "r")
         row = self._row(rtype, rid)
         if row is None:
             raise NotFound(f"{rtype}/{rid} is not known")
@@ -170,6 +186,7 @@ class ResourceStore:
         return _stored(row)
 
     def vread(self, rtype: str, rid: str, version_id: int) -> Stored:
+        self.require(rtype, "r")
         version = self.session.get(ResourceVersion, (self.tenant, rtype, rid, version_id))
         if version is None:
             raise NotFound(f"{rtype}/{rid} has no version {version_id}")
@@ -179,6 +196,7 @@ class ResourceStore:
         return _stored_version(version)
 
     def history(self, rtype: str, rid: str) -> list[Stored]:
+        self.require(rtype, "r")
         rows = self.session.scalars(
             select(ResourceVersion)
             .where(
@@ -202,6 +220,7 @@ class ResourceStore:
         count: int = 50,
         strict: bool = False,
     ) -> tuple[list[Stored], int, list[tuple[str, str]]]:
+        self.require(rtype, "s")
         query = build_conditions(self.tenant, rtype, params, self.zone, strict=strict)
         where = [Resource.tenant == self.tenant, Resource.type == rtype, Resource.deleted.is_(False)]
         where += query.conditions
@@ -231,6 +250,7 @@ class ResourceStore:
         self, rtype: str, data: dict[str, Any], *, if_none_exist: str | None = None, rid: str | None = None
     ) -> WriteResult:
         """POST: conditional on ``If-None-Exist`` when given, idempotent on identifiers."""
+        self.require(rtype, "c", *(("s",) if if_none_exist else ()))
         validate_resource(data, rtype)
         if if_none_exist is not None:
             matches = self.match(rtype, if_none_exist, "If-None-Exist")
@@ -260,6 +280,7 @@ class ResourceStore:
         self, rtype: str, rid: str, data: dict[str, Any], *, if_match: str | None = None
     ) -> WriteResult:
         """PUT: a new version, or a create with the client's id (update-as-create)."""
+        self.require(rtype, "u")
         validate_resource(data, rtype)
         if data.get("id") != rid:
             raise InvalidInput(
@@ -280,6 +301,7 @@ class ResourceStore:
 
     def conditional_update(self, rtype: str, query: str, data: dict[str, Any]) -> WriteResult:
         """PUT /fhir/{type}?identifier=...: update the one match, create when none, 412 when several."""
+        self.require(rtype, "u", "s")
         validate_resource(data, rtype)
         matches = self.match(rtype, query, "the conditional update")
         if len(matches) > 1:
@@ -304,6 +326,11 @@ class ResourceStore:
 
     def delete(self, rtype: str, rid: str) -> None:
         """DELETE: a deletion version; identifiers, tokens and facts go with it. Deleting twice is fine."""
+        self.require(rtype, "d")
+        self.delete_derived(rtype, rid)
+
+    def delete_derived(self, rtype: str, rid: str) -> None:
+        """Delete without a scope check: for what the service derived itself (a response's score)."""
         row = self._row(rtype, rid, lock=True)
         if row is None:
             raise NotFound(f"{rtype}/{rid} is not known")
@@ -326,7 +353,7 @@ class ResourceStore:
         )
         self._clear_index(rtype, rid)
         for derived in facts.clear(self.session, self.tenant, rtype, rid):
-            self.delete(derived[0], derived[1])
+            self.delete_derived(derived[0], derived[1])
 
     # --------------------------------------------------------------- helpers
     def match(self, rtype: str, query: str, where: str) -> list[Resource]:

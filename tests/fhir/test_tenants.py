@@ -22,6 +22,9 @@ OPEN_PATHS = {
     "/docs",
     "/docs/oauth2-redirect",
     "/redoc",
+    "/.well-known/smart-configuration",
+    "/fhir/.well-known/smart-configuration",
+    "/auth/token",
 }
 
 NOT_TENANT_SCOPED = {"/metrics"}  # process-wide counters, no patient data

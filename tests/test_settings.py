@@ -1,0 +1,119 @@
+"""Settings from COCM_* (api.md): a bad value stops start-up with one line naming the variable,
+never a traceback; an empty COCM_MAX_99494_UNITS means no cap."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from app.settings import SettingsError, load_settings
+from tests.conftest import REPO_ROOT
+
+COCM = REPO_ROOT / ".venv" / "bin" / "cocm"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No COCM_* from the caller's environment and no .env file: only what a test sets."""
+    for name in list(os.environ):
+        if name.startswith("COCM_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def _refusal(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> str:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    assert isinstance(refused.value, SystemExit)
+    message = str(refused.value.code)
+    assert "\n" not in message.strip(), message
+    assert variable in message, message
+    return message
+
+
+def test_defaults_are_the_contract() -> None:
+    settings = load_settings()
+    assert settings.database_url == "sqlite:///./cocm.db"
+    assert settings.timezone == "UTC"
+    assert settings.billing_setting == "physician"
+    assert settings.max_99494_units is None
+    assert settings.max_body_bytes == 5_242_880
+
+
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COCM_TIMEZONE", "America/Chicago")
+    monkeypatch.setenv("COCM_BILLING_SETTING", "fqhc_rhc")
+    monkeypatch.setenv("COCM_DATABASE_URL", "postgresql://cocm@db.example/cocm")
+    monkeypatch.setenv("COCM_MAX_99494_UNITS", "2")
+    settings = load_settings()
+    assert settings.zone.key == "America/Chicago"
+    assert settings.billing_setting == "fqhc_rhc"
+    assert settings.sqlalchemy_url.drivername == "postgresql+psycopg"
+    assert settings.max_99494_units == 2
+    assert settings.billing.max_99494_units == 2
+
+
+@pytest.mark.parametrize("zone", ["Mars/Base", "Not A Zone", "../../etc/passwd"])
+def test_bad_timezone(monkeypatch: pytest.MonkeyPatch, zone: str) -> None:
+    assert "time zone" in _refusal(monkeypatch, "COCM_TIMEZONE", zone)
+
+
+@pytest.mark.parametrize(
+    "url", ["mysql://x/y", "not a url", "postgresql://cocm@db.example", "oracle://scott:tiger@db/orcl"]
+)
+def test_bad_database_url(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    _refusal(monkeypatch, "COCM_DATABASE_URL", url)
+
+
+def test_bad_database_url_does_not_echo_a_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = _refusal(monkeypatch, "COCM_DATABASE_URL", "postgresql://cocm:s3cr3t-pw@db.example")
+    assert "s3cr3t-pw" not in message
+
+
+@pytest.mark.parametrize("value", ["hospital", "FQHC", ""])
+def test_bad_billing_setting(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    _refusal(monkeypatch, "COCM_BILLING_SETTING", value)
+
+
+@pytest.mark.parametrize("value", ["-1", "two"])
+def test_bad_99494_cap(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    _refusal(monkeypatch, "COCM_MAX_99494_UNITS", value)
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_empty_99494_cap_means_no_cap(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("COCM_MAX_99494_UNITS", value)
+    settings = load_settings()
+    assert settings.max_99494_units is None
+    assert settings.billing.max_99494_units is None
+
+
+def test_several_bad_values_still_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COCM_TIMEZONE", "Mars/Base")
+    message = _refusal(monkeypatch, "COCM_BILLING_SETTING", "hospital")
+    assert "COCM_TIMEZONE" in message
+
+
+def test_console_script_refuses_a_bad_timezone_in_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COCM_")}
+    env["COCM_TIMEZONE"] = "Mars/Base"
+    env["COCM_DATABASE_URL"] = f"sqlite:///{tmp_path / 'never-made.db'}"
+    result = subprocess.run(
+        [str(COCM), "serve", "--port", "0"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert "COCM_TIMEZONE" in lines[0]
+    assert not (tmp_path / "never-made.db").exists()
