@@ -16,9 +16,13 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import select
 
 from app.billing.engine import bill_month
 from app.billing.episodes import find_episodes
@@ -27,9 +31,11 @@ from app.domain import BillingMonth, Month
 from app.errors import InvalidInput, Issue, NotFound
 from app.observability import BILLING_RUNS
 from app.settings import Settings
+from app.store.models import Resource
 from app.store.reads import FactReader, PatientFacts
 from app.store.repository import ResourceStore
 
+T = TypeVar("T")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -79,6 +85,48 @@ def _require_facts(store: ResourceStore, *extra: str) -> None:
         store.require(rtype, "r", *extra)
 
 
+class ResultCache(Generic[T]):
+    """A small per-process cache of whole-tenant computations (a month's billing, the registry),
+    keyed by the tenant's data version: walking the pages of a 4,000-patient month computes it
+    once, not once per page. Any write to a fact-bearing resource changes the version, so a hit is
+    always what a fresh computation would give; several workers each keep their own."""
+
+    def __init__(self, size: int = 8) -> None:
+        self.size = size
+        self.entries: OrderedDict[Hashable, T] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: Hashable, compute: Callable[[], T]) -> T:
+        with self.lock:
+            if key in self.entries:
+                self.entries.move_to_end(key)
+                return self.entries[key]
+        value = compute()
+        with self.lock:
+            self.entries[key] = value
+            while len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+        return value
+
+
+MONTHS: ResultCache[list[BillingMonth]] = ResultCache()
+STATUSES: ResultCache[list[CareStatus]] = ResultCache()
+
+
+def _data_version(store: ResourceStore) -> tuple[Any, ...]:
+    """The latest change to each fact-bearing type of the tenant (one index probe per type; a
+    delete changes it too, being a new version)."""
+    return tuple(
+        store.session.scalar(
+            select(Resource.last_updated)
+            .where(Resource.tenant == store.tenant, Resource.type == rtype)
+            .order_by(Resource.last_updated.desc())
+            .limit(1)
+        )
+        for rtype in FACT_TYPES
+    )
+
+
 def _bill(patient_id: str, facts: PatientFacts, month: Month, settings: Settings, on: date) -> BillingMonth:
     return bill_month(
         patient_id,
@@ -109,12 +157,16 @@ def month_billing(store: ResourceStore, settings: Settings, month: Month) -> lis
     reader = FactReader(store.session, store.tenant)
     store.audit("E", "billing-month")
     BILLING_RUNS.labels("month").inc()
-    start, end = month_window(month, settings)
-    patient_ids = reader.patients_with_entries(start, end)
-    facts = reader.facts(patient_ids)
     on = today(settings)
-    months = (_bill(pid, facts.get(pid, PatientFacts()), month, settings, on) for pid in patient_ids)
-    return [m for m in months if m.minutes > 0]
+
+    def compute() -> list[BillingMonth]:
+        start, end = month_window(month, settings)
+        patient_ids = reader.patients_with_entries(start, end)
+        facts = reader.facts(patient_ids)
+        months = (_bill(pid, facts.get(pid, PatientFacts()), month, settings, on) for pid in patient_ids)
+        return [m for m in months if m.minutes > 0]
+
+    return MONTHS.get((store.tenant, "billing", str(month), on, _data_version(store)), compute)
 
 
 def _status(patient_id: str, facts: PatientFacts, as_of: date, settings: Settings) -> CareStatus:
@@ -146,9 +198,13 @@ def registry_statuses(store: ResourceStore, settings: Settings, as_of: date) -> 
     _require_facts(store, "s")
     reader = FactReader(store.session, store.tenant)
     store.audit("E", "registry")
-    patient_ids = reader.patients_in_care()
-    facts = reader.facts(patient_ids)
-    return [_status(pid, facts.get(pid, PatientFacts()), as_of, settings) for pid in patient_ids]
+
+    def compute() -> list[CareStatus]:
+        patient_ids = reader.patients_in_care()
+        facts = reader.facts(patient_ids)
+        return [_status(pid, facts.get(pid, PatientFacts()), as_of, settings) for pid in patient_ids]
+
+    return STATUSES.get((store.tenant, "registry", as_of, _data_version(store)), compute)
 
 
 def billing_json(month: BillingMonth) -> dict[str, Any]:

@@ -95,8 +95,9 @@ class WriteResult:
 
 
 def now_instant() -> datetime:
-    moment = datetime.now(UTC)
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+    """Now, kept to the microsecond in the database (so that the data version the result caches
+    key on moves with every write) and shown to the millisecond in ``meta.lastUpdated``."""
+    return datetime.now(UTC)
 
 
 def format_instant(moment: datetime) -> str:

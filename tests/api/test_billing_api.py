@@ -194,3 +194,18 @@ def test_charge_item_needs_a_patient_and_is_read_only(client: TestClient) -> Non
         "/fhir/ChargeItem", json={"resourceType": "ChargeItem"}, headers={"Content-Type": FHIR_JSON}
     )
     assert response.status_code == 405
+
+
+def test_month_pages_are_computed_once_and_writes_refresh_them(client: TestClient, clinic: Clinic) -> None:
+    from app.api.service import MONTHS
+
+    pids = [clinic.enrolled(family=f"C{i}") for i in range(3)]
+    for pid in pids:
+        clinic.minutes(pid, "2026-01-05T10:00:00Z", 40)
+    first = client.get("/api/v1/billing", params={"month": "2026-01", "limit": 1}).json()
+    cached = len(MONTHS.entries)
+    client.get("/api/v1/billing", params={"month": "2026-01", "limit": 1, "cursor": first["next_cursor"]})
+    assert len(MONTHS.entries) == cached  # the second page reused the first page's computation
+    clinic.minutes(pids[0], "2026-01-06T10:00:00Z", 60)  # a write right after: never a stale answer
+    again = client.get("/api/v1/billing", params={"month": "2026-01"}).json()
+    assert again["totals"] == {"99492": 3, "99494": 1}
