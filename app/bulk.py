@@ -54,6 +54,7 @@ from sqlalchemy.orm import Session
 
 from app.deps import DEFAULT_TENANT, transact
 from app.errors import DomainError, InvalidInput, Issue
+from app.fhir.bundles import rewrite_references
 from app.fhir.validation import SUPPORTED_TYPES, parse_json
 from app.settings import Settings
 from app.store.models import Resource
@@ -418,9 +419,8 @@ def _same(resource: dict[str, Any], stored: str | None) -> bool:
 
 
 def _rewritten(node: Any, refs: dict[str, str]) -> Any:
-    """A copy of ``node`` with every ``reference`` naming a rewritten fullUrl pointed at its target."""
-    if not refs:
-        return node
+    """``node`` with references to rewritten fullUrls pointed at their targets (the Bundle code's)."""
+    return rewrite_references(node, refs) if refs else node
     if isinstance(node, dict):
         out = {k: _rewritten(v, refs) for k, v in node.items()}
         ref = out.get("reference")

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.auth.scopes import ALL_SCOPES, Scope
 from app.auth.smart import authenticate_bearer
-from app.errors import Conflict, InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from app.errors import Conflict, DomainError, InvalidInput, PayloadTooLarge, Unavailable, UnsupportedMediaType
 from app.fhir.validation import parse_json
 from app.settings import Settings
 from app.store.db import WRITE_OPTION
@@ -117,6 +117,7 @@ def transact(store: ResourceStore, work: Callable[[], T]) -> T:
     """Run ``work`` in one transaction, committed at the end. Every request writes (at least its
     audit row), so the transaction is begun as a write. A lost race on a unique key (a concurrent
     retry of the same identifier) is retried: the retry sees the winner's row."""
+    store.attempt = None
     for attempt in range(WRITE_ATTEMPTS):
         try:
             with store.write_lock, store.session.begin():
@@ -124,7 +125,11 @@ def transact(store: ResourceStore, work: Callable[[], T]) -> T:
                 return work()
         except (IntegrityError, RaceLost):
             if attempt == WRITE_ATTEMPTS - 1:
+                store.audit_failure("4")
                 raise Conflict("a concurrent request changed the same resource; retry") from None
+        except DomainError as exc:
+            store.audit_failure("8" if isinstance(exc, Unavailable) else "4")
+            raise
     raise AssertionError("unreachable")
 
 

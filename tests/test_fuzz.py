@@ -34,6 +34,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
 from sqlalchemy import Engine
 
+from app.fhir.validation import SUPPORTED_TYPES
 from app.main import app as _openapi_source
 from app.main import create_app
 from app.settings import Settings
@@ -44,16 +45,7 @@ from tests.test_core_fuzz import RESOURCE_STRATEGIES, dates, junk, patients, res
 API_KEY = "fuzz-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 EXAMPLES = int(os.environ.get("COCM_FUZZ_EXAMPLES", "0") or 0) or 25
-TYPES = [
-    "Patient",
-    "QuestionnaireResponse",
-    "Observation",
-    "Encounter",
-    "EpisodeOfCare",
-    "Consent",
-    "Practitioner",
-    "Organization",
-]
+TYPES = list(SUPPORTED_TYPES)
 
 schema = schemathesis.openapi.from_dict(
     _openapi_source.openapi(),  # the routes do not depend on settings: any instance has this schema

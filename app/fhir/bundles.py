@@ -66,7 +66,7 @@ def _transaction(
     store: ResourceStore, entries: list[dict[str, Any]], requests: list[tuple[str, str, str]]
 ) -> list[EntryResult]:
     targets, assigned = _resolve_full_urls(store, entries, requests)
-    resources = [_rewritten(e.get("resource"), targets) for e in entries]
+    resources = [rewrite_references(e.get("resource"), targets) for e in entries]
     order = sorted(
         range(len(entries)),
         key=lambda i: (METHOD_ORDER[requests[i][0]], requests[i][1] != "Patient", i),
@@ -164,16 +164,16 @@ def _resolve_full_urls(
     return targets, assigned
 
 
-def _rewritten(node: Any, targets: dict[str, str]) -> Any:
+def rewrite_references(node: Any, targets: dict[str, str]) -> Any:
     """A copy of ``node`` with every ``reference`` that names a fullUrl pointed at its target."""
     if isinstance(node, dict):
-        out = {k: _rewritten(v, targets) for k, v in node.items()}
+        out = {k: rewrite_references(v, targets) for k, v in node.items()}
         ref = out.get("reference")
         if isinstance(ref, str) and ref in targets:
             out["reference"] = targets[ref]
         return out
     if isinstance(node, list):
-        return [_rewritten(v, targets) for v in node]
+        return [rewrite_references(v, targets) for v in node]
     return node
 
 

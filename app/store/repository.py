@@ -15,6 +15,7 @@ key of ``resource_identifier``; the edge retries the request once it loses (see 
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -26,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app.auth.scopes import ALL_SCOPES, Scope, allows
@@ -42,6 +44,7 @@ from app.errors import (
 from app.fhir.validation import patient_reference, validate_resource
 from app.observability import INGESTED, SCORING_WARNINGS
 from app.store import facts
+from app.store.db import WRITE_OPTION
 from app.store.models import SYSTEM as SYSTEM_LENGTH
 from app.store.models import VALUE as VALUE_LENGTH
 from app.store.models import AuditEventRow, Resource, ResourceIdentifier, ResourceToken, ResourceVersion
@@ -69,6 +72,12 @@ class Stored:
     @property
     def last_modified(self) -> str:
         return self.last_updated.strftime("%a, %d %b %Y %H:%M:%S GMT")
+
+
+log = logging.getLogger("cocm.store")
+
+# SMART interaction letter -> FHIR AuditEvent action (search is E, execute).
+ACTION_OF_INTERACTION = {"c": "C", "r": "R", "u": "U", "d": "D", "s": "E"}
 
 
 class RaceLost(Exception):
@@ -131,11 +140,15 @@ class ResourceStore:
         self.actor = actor
         self.write_lock: AbstractContextManager[object] = nullcontext()  # see app.store.db.write_lock
         self.scopes: tuple[Scope, ...] = ALL_SCOPES  # what the caller's credentials allow
+        self.attempt: tuple[str, str, str | None] | None = None  # (action, type, id) of the first step
 
-    def require(self, rtype: str, *interactions: str) -> None:
+    def require(self, rtype: str, *interactions: str, rid: str | None = None) -> None:
         """The caller's scopes must allow each SMART interaction (c r u d s) on ``rtype``: enforced
         here, in the store, so that single requests, Bundle entries and computed views alike are
-        checked (403 otherwise)."""
+        checked (403 otherwise). Also notes what is being attempted, for the audit row written
+        when the attempt fails (``audit_failure``)."""
+        if self.attempt is None:
+            self.attempt = (ACTION_OF_INTERACTION[interactions[0]], rtype, rid)
         for interaction in interactions:
             if not allows(self.scopes, rtype, interaction):
                 required = f"system/{rtype}.{interaction}"
@@ -145,6 +158,19 @@ class ResourceStore:
                 )
 
     # ----------------------------------------------------------------- audit
+    def audit_failure(self, outcome: str) -> None:
+        """Record a failed interaction in its own transaction (the request's was rolled back):
+        outcome 4 (minor failure: the client's error) or 8 (serious failure: the server's)."""
+        if self.attempt is None:
+            return
+        action, rtype, rid = self.attempt
+        try:
+            with self.write_lock, self.session.begin():
+                self.session.connection(execution_options={WRITE_OPTION: True})
+                self.audit(action, "failed", rtype, rid, outcome)
+        except SQLAlchemyError:
+            log.warning("could not record a failed interaction in the audit trail")
+
     def audit(
         self,
         action: str,
@@ -177,7 +203,7 @@ class ResourceStore:
         return self.session.get(Resource, (self.tenant, rtype, rid), with_for_update=lock or None)
 
     def read(self, rtype: str, rid: str) -> Stored:
-        self.require(rtype, "r")
+        self.require(rtype, "r", rid=rid)
         row = self._row(rtype, rid)
         if row is None:
             raise NotFound(f"{rtype}/{rid} is not known")
@@ -187,7 +213,7 @@ class ResourceStore:
         return _stored(row)
 
     def vread(self, rtype: str, rid: str, version_id: int) -> Stored:
-        self.require(rtype, "r")
+        self.require(rtype, "r", rid=rid)
         version = self.session.get(ResourceVersion, (self.tenant, rtype, rid, version_id))
         if version is None:
             raise NotFound(f"{rtype}/{rid} has no version {version_id}")
@@ -197,7 +223,7 @@ class ResourceStore:
         return _stored_version(version)
 
     def history(self, rtype: str, rid: str) -> list[Stored]:
-        self.require(rtype, "r")
+        self.require(rtype, "r", rid=rid)
         rows = self.session.scalars(
             select(ResourceVersion)
             .where(
@@ -281,7 +307,7 @@ class ResourceStore:
         self, rtype: str, rid: str, data: dict[str, Any], *, if_match: str | None = None
     ) -> WriteResult:
         """PUT: a new version, or a create with the client's id (update-as-create)."""
-        self.require(rtype, "u")
+        self.require(rtype, "u", rid=rid)
         validate_resource(data, rtype)
         if data.get("id") != rid:
             raise InvalidInput(
@@ -327,7 +353,7 @@ class ResourceStore:
 
     def delete(self, rtype: str, rid: str) -> None:
         """DELETE: a deletion version; identifiers, tokens and facts go with it. Deleting twice is fine."""
-        self.require(rtype, "d")
+        self.require(rtype, "d", rid=rid)
         self.delete_derived(rtype, rid)
 
     def delete_derived(self, rtype: str, rid: str) -> None:

@@ -32,7 +32,7 @@ def test_create_read_update_delete_and_search_are_audited(client: TestClient, fh
     assert "Secretname" not in everything
 
 
-def test_audit_rows_commit_with_the_write_and_not_without_it(client: TestClient, db: Any) -> None:
+def test_failed_write_audits_its_failure_and_writes_nothing_else(client: TestClient, db: Any) -> None:
     before = count_rows(db, "audit_event")
     bad = client.post(
         "/fhir/Patient",
@@ -40,10 +40,14 @@ def test_audit_rows_commit_with_the_write_and_not_without_it(client: TestClient,
         headers={"Content-Type": FHIR_JSON},
     )
     assert bad.status_code == 400
-    assert count_rows(db, "audit_event") == before
+    assert count_rows(db, "audit_event") == before + 1  # the failure, in its own transaction
+    assert count_rows(db, "resource") == 0
+    [failure] = events(client, action="C")
+    assert (failure["outcome"], failure["subtype"][0]["code"]) == ("4", "failed")
+    assert failure["entity"] == [{"what": {"display": "Patient"}}]
     ok = client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers={"Content-Type": FHIR_JSON})
     assert ok.status_code == 201
-    assert count_rows(db, "audit_event") == before + 1
+    assert count_rows(db, "audit_event") == before + 3  # + the search above and the create
 
 
 def test_billing_and_registry_reads_are_audited(client: TestClient, fhir: Fhir) -> None:
