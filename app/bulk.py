@@ -421,12 +421,3 @@ def _same(resource: dict[str, Any], stored: str | None) -> bool:
 def _rewritten(node: Any, refs: dict[str, str]) -> Any:
     """``node`` with references to rewritten fullUrls pointed at their targets (the Bundle code's)."""
     return rewrite_references(node, refs) if refs else node
-    if isinstance(node, dict):
-        out = {k: _rewritten(v, refs) for k, v in node.items()}
-        ref = out.get("reference")
-        if isinstance(ref, str) and ref in refs:
-            out["reference"] = refs[ref]
-        return out
-    if isinstance(node, list):
-        return [_rewritten(v, refs) for v in node]
-    return node

@@ -18,23 +18,14 @@ from app.bulk import ImportReport, import_file, import_store, progress_path
 from app.cli import cli
 from app.demo import clinic
 from app.domain import Month
+from app.measures.instruments import PHQ9
 from app.settings import Settings
 from app.store.db import make_sessionmaker
 from tests.conftest import _empty_tables, count_rows
 
 ACTIVITY = "http://cocm-api.org/fhir/CodeSystem/cocm-activity"
 ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
-PHQ9_LINKS = [
-    "44250-9",
-    "44255-8",
-    "44259-0",
-    "44254-1",
-    "44251-7",
-    "44258-2",
-    "44252-5",
-    "44253-3",
-    "44260-8",
-]
+PHQ9_LINKS = list(PHQ9.item_codes)
 
 
 @pytest.fixture

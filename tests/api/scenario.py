@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.measures.instruments import ANSWERS, PHQ9
 from tests.conftest import Fhir
 
 ACTIVITY = "http://cocm-api.org/fhir/CodeSystem/cocm-activity"
@@ -103,18 +104,8 @@ class Clinic:
 
     def phq9(self, pid: str, when: str, answers: list[int]) -> dict[str, Any]:
         """A PHQ-9 QuestionnaireResponse with LOINC linkIds and LA answer codes."""
-        items = [
-            "44250-9",
-            "44255-8",
-            "44259-0",
-            "44254-1",
-            "44251-7",
-            "44258-2",
-            "44252-5",
-            "44253-3",
-            "44260-8",
-        ]
-        codes = ["LA6568-5", "LA6569-3", "LA6570-1", "LA6571-9"]
+        items = list(PHQ9.item_codes)
+        codes = [next(a.code for a in ANSWERS.values() if a.score == score) for score in range(4)]  # LL358-3
         return self.fhir.create(
             {
                 "resourceType": "QuestionnaireResponse",
