@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections import Counter
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -19,6 +18,7 @@ from app.api.service import (
     billing_csv_rows,
     billing_json,
     month_billing,
+    month_billing_run,
     parse_as_of,
     parse_month,
     patient_billing,
@@ -27,7 +27,6 @@ from app.api.service import (
 )
 from app.care.registry import registry_page
 from app.deps import SettingsDep, StoreDep, transact
-from app.domain import BillingMonth
 from app.errors import InvalidInput, Issue
 from app.store.reads import FactReader
 
@@ -59,14 +58,6 @@ def _decode_cursor(cursor: str) -> str:
         raise InvalidInput(Issue("cursor is not a cursor this server issued", "invalid")) from None
 
 
-def _totals(months: list[BillingMonth]) -> dict[str, int]:
-    totals: Counter[str] = Counter()
-    for month in months:
-        for code in month.codes:
-            totals[code.code] += code.units
-    return dict(sorted(totals.items()))
-
-
 @router.get("/billing", summary="Billing month for all patients")
 def billing(
     month: MonthParam, store: StoreDep, settings: SettingsDep, limit: Limit = 100, cursor: str | None = None
@@ -74,16 +65,13 @@ def billing(
     """Every patient with counted minutes in the month, in patient-id order; `totals` sums units per
     code over all of them (all pages, blocked months included)."""
     parsed = parse_month(month, settings)
-    months = transact(store, lambda: month_billing(store, settings, parsed))
-    after = _decode_cursor(cursor) if cursor else None
-    remaining = [m for m in months if after is None or m.patient_id > after]
-    page = remaining[:limit]
-    next_cursor = _encode_cursor(page[-1].patient_id) if len(remaining) > limit else None
+    run = transact(store, lambda: month_billing_run(store, settings, parsed))
+    page, last = run.page_after(_decode_cursor(cursor) if cursor else None, limit)
     return {
         "month": str(parsed),
         "items": [billing_json(m) for m in page],
-        "totals": _totals(months),
-        "next_cursor": next_cursor,
+        "totals": run.totals,
+        "next_cursor": _encode_cursor(last) if last else None,
     }
 
 

@@ -17,8 +17,10 @@ import csv
 import io
 import re
 import threading
-from collections import OrderedDict
+from bisect import bisect_right
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Generic, TypeVar
 
@@ -109,7 +111,7 @@ class ResultCache(Generic[T]):
         return value
 
 
-MONTHS: ResultCache[list[BillingMonth]] = ResultCache()
+MONTHS: ResultCache[MonthRun] = ResultCache()
 STATUSES: ResultCache[list[CareStatus]] = ResultCache()
 
 
@@ -151,20 +153,48 @@ def patient_billing(store: ResourceStore, settings: Settings, patient_id: str, m
     return _bill(patient_id, facts, month, settings, today(settings))
 
 
+@dataclass(frozen=True)
+class MonthRun:
+    """A month's billing for the tenant, with what every page needs computed once."""
+
+    months: list[BillingMonth]  # ordered by patient id
+    patient_ids: list[str]
+    totals: dict[str, int]  # units per code over all patients (all pages, blocked included)
+
+    @classmethod
+    def of(cls, months: list[BillingMonth]) -> MonthRun:
+        totals: Counter[str] = Counter()
+        for month in months:
+            for code in month.codes:
+                totals[code.code] += code.units
+        return cls(months, [m.patient_id for m in months], dict(sorted(totals.items())))
+
+    def page_after(self, patient_id: str | None, limit: int) -> tuple[list[BillingMonth], str | None]:
+        """The page after ``patient_id`` and the id to continue after (None on the last page)."""
+        start = 0 if patient_id is None else bisect_right(self.patient_ids, patient_id)
+        page = self.months[start : start + limit]
+        return page, page[-1].patient_id if start + limit < len(self.months) else None
+
+
 def month_billing(store: ResourceStore, settings: Settings, month: Month) -> list[BillingMonth]:
     """Every patient with counted minutes in the month, ordered by patient id."""
+    return month_billing_run(store, settings, month).months
+
+
+def month_billing_run(store: ResourceStore, settings: Settings, month: Month) -> MonthRun:
+    """The month with its totals and page index (cached per data version, see ResultCache)."""
     _require_facts(store, "s")
     reader = FactReader(store.session, store.tenant)
     store.audit("E", "billing-month")
     BILLING_RUNS.labels("month").inc()
     on = today(settings)
 
-    def compute() -> list[BillingMonth]:
+    def compute() -> MonthRun:
         start, end = month_window(month, settings)
         patient_ids = reader.patients_with_entries(start, end)
         facts = reader.facts(patient_ids)
         months = (_bill(pid, facts.get(pid, PatientFacts()), month, settings, on) for pid in patient_ids)
-        return [m for m in months if m.minutes > 0]
+        return MonthRun.of([m for m in months if m.minutes > 0])
 
     return MONTHS.get((store.tenant, "billing", str(month), on, _data_version(store)), compute)
 
