@@ -58,7 +58,7 @@ from app.fhir.bundles import rewrite_references
 from app.fhir.validation import SUPPORTED_TYPES, parse_json
 from app.settings import Settings
 from app.store.models import Resource
-from app.store.repository import Actor, ResourceStore
+from app.store.repository import Actor, ResourceStore, same_content
 
 IMPORT_ACTOR = Actor("cli:import")
 NDJSON_SUFFIXES = {".ndjson", ".jsonl"}
@@ -286,7 +286,7 @@ class _Runner:
             return self._put(rtype, rid, {**resource, "id": resource.get("id", rid)})
         if method == "PUT" and rest.startswith("?"):
             matches = store.match(rtype, rest[1:], "the conditional update")
-            if len(matches) == 1 and _same(resource, matches[0].content):
+            if len(matches) == 1 and same_content(resource, matches[0].content):
                 return "unchanged", matches[0].id
             result = store.conditional_update(rtype, rest[1:], resource)
             return ("created" if result.created else "updated"), result.stored.id
@@ -301,7 +301,7 @@ class _Runner:
     def _put(self, rtype: str, rid: str, resource: dict[str, Any]) -> tuple[str, str]:
         """Update-as-create at ``rid``, unless the stored version has the same content."""
         row = self.store.session.get(Resource, (self.store.tenant, rtype, rid))
-        if row is not None and not row.deleted and _same(resource, row.content):
+        if row is not None and not row.deleted and same_content(resource, row.content):
             return "unchanged", rid
         result = self.store.update(rtype, rid, resource)
         return ("created" if result.created else "updated"), rid
@@ -404,18 +404,6 @@ def _message(exc: DomainError, limit: int = 5) -> str:
     ]
     more = f"; and {len(issues) - limit} more" if len(issues) > limit else ""
     return "; ".join(parts) + more
-
-
-def _strip(data: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in data.items() if k not in {"id", "meta"}}
-    meta = {k: v for k, v in (data.get("meta") or {}).items() if k not in {"versionId", "lastUpdated"}}
-    if meta:
-        out["meta"] = meta
-    return out
-
-
-def _same(resource: dict[str, Any], stored: str | None) -> bool:
-    return stored is not None and _strip(resource) == _strip(orjson.loads(stored))
 
 
 def _rewritten(node: Any, refs: dict[str, str]) -> Any:

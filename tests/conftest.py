@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -147,3 +148,19 @@ class Fhir:
 @pytest.fixture
 def fhir(client: TestClient) -> Fhir:
     return Fhir(client)
+
+
+@pytest.fixture
+def clinic(fhir: Fhir) -> Any:
+    """A ``tests.api.scenario.Clinic`` on the test client (imported here: it imports this module)."""
+    from tests.api.scenario import Clinic
+
+    return Clinic(fhir)
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 for a server a test starts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

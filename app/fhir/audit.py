@@ -20,7 +20,7 @@ from app.errors import InvalidInput, Issue, NotFound
 from app.fhir.outcome import fhir_response
 from app.store.models import AuditEventRow
 from app.store.repository import format_instant
-from app.store.search import parse_date_range
+from app.store.search import date_condition, parse_date_range
 
 router = APIRouter(prefix="/fhir", tags=["FHIR audit"])
 
@@ -77,17 +77,7 @@ def _conditions(params: list[tuple[str, str]], settings: Any) -> list[ColumnElem
                 raise InvalidInput(
                     Issue("date is not a FHIR date", "invalid", expression=("date",))
                 ) from None
-            column = AuditEventRow.recorded
-            conditions.append(
-                {
-                    "eq": (column >= rng.low) & (column < rng.high),
-                    "ge": column >= rng.low,
-                    "gt": column >= rng.high,
-                    "le": column < rng.high,
-                    "lt": column < rng.low,
-                    "ne": (column < rng.low) | (column >= rng.high),
-                }[prefix]
-            )
+            conditions.append(date_condition(AuditEventRow.recorded, prefix, rng))
     return conditions
 
 

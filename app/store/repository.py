@@ -121,6 +121,11 @@ def _strip_server_fields(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def same_content(data: dict[str, Any], stored: str | None) -> bool:
+    """Whether ``data`` says what the stored JSON says, ``id`` and server ``meta`` aside (a retry)."""
+    return stored is not None and _strip_server_fields(data) == _strip_server_fields(orjson.loads(stored))
+
+
 def identifiers_of(data: dict[str, Any]) -> list[tuple[str, str]]:
     pairs: list[tuple[str, str]] = []
     raw = data.get("identifier") or []
@@ -291,7 +296,7 @@ class ResourceStore:
             existing = self._by_identifier(rtype, system, value)
             if existing is None:
                 continue
-            if _strip_server_fields(data) == _strip_server_fields(orjson.loads(existing.content)):
+            if same_content(data, existing.content):
                 return self._audited("create", WriteResult(_stored(existing), created=False))
             raise Conflict(
                 Issue(

@@ -99,7 +99,7 @@ def _day_range(low: date, high: date, zone: ZoneInfo) -> DateRange:
     )
 
 
-def _date_condition(column: InstrumentedAttribute[Any], prefix: str, rng: DateRange) -> ColumnElement[bool]:
+def date_condition(column: InstrumentedAttribute[Any], prefix: str, rng: DateRange) -> ColumnElement[bool]:
     if prefix == "eq":
         return and_(column >= rng.low, column < rng.high)
     if prefix == "ne":
@@ -183,14 +183,14 @@ def _last_updated_condition(
     tenant: str, rtype: str, name: str, value: str, zone: ZoneInfo
 ) -> ColumnElement[bool]:
     prefix, rng = parse_date_range(value, zone)
-    return _date_condition(Resource.last_updated, prefix, rng)
+    return date_condition(Resource.last_updated, prefix, rng)
 
 
 def _date_param_condition(
     tenant: str, rtype: str, name: str, value: str, zone: ZoneInfo
 ) -> ColumnElement[bool]:
     prefix, rng = parse_date_range(value, zone)
-    return _date_condition(Resource.effective, prefix, rng)
+    return date_condition(Resource.effective, prefix, rng)
 
 
 def _patient_condition(tenant: str, rtype: str, name: str, value: str, zone: ZoneInfo) -> ColumnElement[bool]:

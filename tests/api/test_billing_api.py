@@ -13,11 +13,6 @@ from tests.api.scenario import CPT, Clinic
 from tests.conftest import FHIR_JSON, Fhir
 
 
-@pytest.fixture
-def clinic(fhir: Fhir) -> Clinic:
-    return Clinic(fhir)
-
-
 def billing(client: TestClient, pid: str, month: str) -> dict[str, Any]:
     response = client.get(f"/api/v1/patients/{pid}/billing", params={"month": month})
     assert response.status_code == 200, response.text

@@ -8,12 +8,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.api.scenario import Clinic
-from tests.conftest import Fhir
-
-
-@pytest.fixture
-def clinic(fhir: Fhir) -> Clinic:
-    return Clinic(fhir)
 
 
 def status(client: TestClient, pid: str, as_of: str) -> dict[str, Any]:

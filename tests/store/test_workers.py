@@ -4,7 +4,6 @@ counted exactly once (the database arbitrates, not the process)."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,23 +16,16 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from tests.conftest import FHIR_JSON, _empty_tables, count_rows
+from tests.conftest import FHIR_JSON, _empty_tables, count_rows, free_port
 from tests.store.test_concurrency import encounter
 
 BIN = Path(sys.executable).parent
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def two_workers(database_url: str, migrated_engine: Engine) -> Iterator[str]:
     _empty_tables(migrated_engine)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "COCM_DATABASE_URL": database_url, "COCM_API_KEYS": ""}
     server = subprocess.Popen(
         [str(BIN / "cocm"), "serve", "--port", str(port), "--workers", "2"],

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from sqlalchemy import Engine
 from app.main import create_app
 from app.settings import Settings
 from tests.api.scenario import Clinic
-from tests.conftest import REPO_ROOT, Fhir, _empty_tables
+from tests.conftest import REPO_ROOT, Fhir, _empty_tables, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -35,19 +34,12 @@ AS_OF = "2026-01-20"
 WAIT_SECONDS = 10.0
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def server_url(database_url: str, migrated_engine: Engine) -> Iterator[str]:
     """The real app in uvicorn on 127.0.0.1, in a background thread."""
     _empty_tables(migrated_engine)
     app = create_app(Settings(database_url=database_url))
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on")
     )

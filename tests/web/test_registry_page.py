@@ -20,11 +20,6 @@ def pages(client: TestClient) -> TestClient:
     return client
 
 
-@pytest.fixture
-def clinic(fhir: Fhir) -> Clinic:
-    return Clinic(fhir)
-
-
 def caseload(clinic: Clinic) -> dict[str, str]:
     """Calm: 40 min on 2026-01-05 (oldest contact). Risky: 22 min on 2026-01-10 and a PHQ-9 with
     item 9 > 0 (safety_risk), so it is first although its contact is more recent."""
