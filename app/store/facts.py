@@ -48,7 +48,6 @@ DERIVED_TOKEN = "_cocm-derived-from"  # noqa: S105 (a search-token name, not a s
 class IndexValues:
     status: str | None = None
     effective: datetime | None = None
-    effective_end: datetime | None = None
     tokens: list[tuple[str, str, str]] = field(default_factory=list)
 
 
@@ -73,19 +72,19 @@ def parse_instant(text: Any, zone: ZoneInfo) -> datetime | None:
         return None
 
 
-def _effective(rtype: str, data: dict[str, Any], zone: ZoneInfo) -> tuple[datetime | None, datetime | None]:
+def _effective(rtype: str, data: dict[str, Any], zone: ZoneInfo) -> datetime | None:
+    """The instant the ``date`` search parameter matches (a period by its start)."""
     if rtype == "QuestionnaireResponse":
-        return parse_instant(data.get("authored"), zone), None
+        return parse_instant(data.get("authored"), zone)
     if rtype == "Observation":
         period = data.get("effectivePeriod") or {}
         start = data.get("effectiveDateTime") or data.get("effectiveInstant") or period.get("start")
-        return parse_instant(start, zone), parse_instant(period.get("end"), zone)
+        return parse_instant(start, zone)
     if rtype in {"Encounter", "EpisodeOfCare"}:
-        period = data.get("period") or {}
-        return parse_instant(period.get("start"), zone), parse_instant(period.get("end"), zone)
+        return parse_instant((data.get("period") or {}).get("start"), zone)
     if rtype == "Consent":
-        return parse_instant(data.get("dateTime"), zone), None
-    return None, None
+        return parse_instant(data.get("dateTime"), zone)
+    return None
 
 
 def _last_two_segments(reference: str) -> str:
@@ -101,7 +100,7 @@ def index_values(rtype: str, data: dict[str, Any], zone: ZoneInfo) -> IndexValue
     values = IndexValues()
     status = data.get("status")
     values.status = status if isinstance(status, str) else None
-    values.effective, values.effective_end = _effective(rtype, data, zone)
+    values.effective = _effective(rtype, data, zone)
     if rtype == "Observation":
         for coding in (data.get("code") or {}).get("coding") or []:
             if coding.get("code"):
@@ -289,7 +288,7 @@ def _extract_observation(store: ResourceStore, rid: str, patient_id: str, data: 
         already = store.session.get(MeasurementRow, (store.tenant, "QuestionnaireResponse", response_id))
         if already is not None:
             return  # one measurement, never two (measures.md)
-    effective, _ = _effective("Observation", data, store.zone)
+    effective = _effective("Observation", data, store.zone)
     if effective is None:
         effective = parse_instant(data.get("issued"), store.zone)
     if effective is None:

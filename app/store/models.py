@@ -95,7 +95,6 @@ class Resource(Base):
     status: Mapped[str | None] = mapped_column(String(64))
     # authored / effective[x] / period.start as an instant, for the ``date`` search parameter
     effective: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    effective_end: Mapped[datetime | None] = mapped_column(UTCDateTime())
     content: Mapped[str] = mapped_column(Text)
 
 

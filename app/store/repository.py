@@ -497,7 +497,6 @@ class ResourceStore:
         row.patient_id = patient_id
         row.status = index.status
         row.effective = index.effective
-        row.effective_end = index.effective_end
         row.content = content
         self.session.add(
             ResourceVersion(
