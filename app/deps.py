@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
@@ -65,12 +65,16 @@ def parse_api_keys(text: str) -> list[tuple[bytes, str]]:
     return keys
 
 
-def get_settings(request: Request) -> Settings:
+# The dependencies below are ``async def`` because they never block (no I/O): FastAPI runs a plain
+# ``def`` dependency in the thread pool, and each such hop costs more than the work itself.
+
+
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_caller(request: Request) -> Caller:
+async def get_caller(request: Request) -> Caller:
     """API keys first (constant-time compare), then SMART access tokens issued by /auth/token."""
     keys: list[tuple[bytes, str]] = request.app.state.api_keys
     smart_on = request.app.state.smart_server is not None
@@ -96,7 +100,9 @@ CallerDep = Annotated[Caller, Depends(get_caller)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def get_store(request: Request, caller: CallerDep) -> Iterator[ResourceStore]:
+async def get_store(request: Request, caller: CallerDep) -> AsyncIterator[ResourceStore]:
+    """A store over a new session. Opening a session touches no database; closing it returns the
+    connection to the pool once the request's transaction has ended (``transact``)."""
     session = request.app.state.sessionmaker()
     try:
         address = request.client.host if request.client else None

@@ -147,7 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return _error(request, 500, "internal error; the request was not applied")
 
     @app.get("/health", tags=["operations"])
-    def health() -> dict[str, str]:
+    async def health() -> dict[str, str]:
         """Liveness: the process answers. Touches no database."""
         return {"status": "ok"}
 

@@ -12,9 +12,9 @@ import threading
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, insert
 from sqlalchemy.engine import URL
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 WRITE_OPTION = "cocm_write"  # execution option: this transaction will write
@@ -58,5 +58,48 @@ def write_lock(engine: Engine) -> AbstractContextManager[object]:
     return threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
 
 
+TRANSACTION_INFO = "cocm_transaction"  # Session.info key: state that ends with the transaction
+PENDING_INSERTS = "inserts"  # in it: mapped class -> rows waiting to be inserted
+
+
+def transaction_info(session: Session) -> dict[str, Any]:
+    """A dict that lives as long as the session's outermost transaction: cleared when it commits
+    or rolls back, so nothing learnt in a rolled-back transaction survives it."""
+    info: dict[str, Any] = session.info.setdefault(TRANSACTION_INFO, {})
+    return info
+
+
+def insert_later(session: Session, model: type[Any], row: dict[str, Any]) -> None:
+    """Queue a row for insertion. Queued rows are sent as one multi-row INSERT per table (an
+    ``executemany``; on PostgreSQL SQLAlchemy's "insertmanyvalues") just before the session's next
+    statement, or at commit, so reads in the same transaction always see them. This replaces the
+    ORM unit of work on the write path: a row costs a dict instead of a tracked object (measured in
+    benchmarks/RESULTS.md). Every row of a table must carry the same keys."""
+    transaction_info(session).setdefault(PENDING_INSERTS, {}).setdefault(model, []).append(row)
+
+
+def flush_inserts(session: Session) -> None:
+    pending: dict[type[Any], list[dict[str, Any]]] | None = transaction_info(session).pop(
+        PENDING_INSERTS, None
+    )
+    if pending:
+        connection = session.connection()  # a Connection: its statements skip the hook below
+        for model, rows in pending.items():  # the schema has no foreign keys: any order is valid
+            connection.execute(insert(model), rows)
+
+
+def _flush_before_statement(state: ORMExecuteState) -> None:
+    flush_inserts(state.session)
+
+
+def _end_of_transaction(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # the outermost transaction: commit flushed, rollback drops
+        session.info.pop(TRANSACTION_INFO, None)
+
+
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    factory = sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    event.listen(factory, "do_orm_execute", _flush_before_statement)
+    event.listen(factory, "before_commit", flush_inserts)
+    event.listen(factory, "after_transaction_end", _end_of_transaction)
+    return factory

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from app.billing import facts as billing_facts
 from app.errors import BusinessRuleViolation, Issue
 from app.measures.scoring import derived_observation, score_observation, score_questionnaire_response
+from app.store.db import insert_later
 from app.store.models import (
     ConsentFactRow,
     EpisodeOfCareFactRow,
@@ -184,53 +185,61 @@ def extract(
     elif rtype == "Encounter":
         entry = billing_facts.time_entry_from_encounter(data, rid, patient_id, zone.key)
         if entry is not None:
-            session.add(
-                TimeEntryRow(
-                    tenant=tenant,
-                    encounter_id=rid,
-                    patient_id=patient_id,
-                    start=entry.start,
-                    seconds=entry.seconds,
-                    activity=entry.activity,
-                    excluded=entry.excluded,
-                )
+            insert_later(
+                session,
+                TimeEntryRow,
+                {
+                    "tenant": tenant,
+                    "encounter_id": rid,
+                    "patient_id": patient_id,
+                    "start": entry.start,
+                    "seconds": entry.seconds,
+                    "activity": entry.activity,
+                    "excluded": entry.excluded,
+                },
             )
         for visit in billing_facts.visit_from_encounter(data, rid, patient_id, zone.key):
-            session.add(
-                VisitFactRow(
-                    tenant=tenant,
-                    encounter_id=rid,
-                    system=visit.system,
-                    code=visit.code,
-                    patient_id=patient_id,
-                    on_date=visit.on,
-                )
+            insert_later(
+                session,
+                VisitFactRow,
+                {
+                    "tenant": tenant,
+                    "encounter_id": rid,
+                    "system": visit.system,
+                    "code": visit.code,
+                    "patient_id": patient_id,
+                    "on_date": visit.on,
+                },
             )
     elif rtype == "Consent":
         consent = billing_facts.consent_fact(data, rid, patient_id, zone.key)
-        session.add(
-            ConsentFactRow(
-                tenant=tenant,
-                consent_id=rid,
-                patient_id=patient_id,
-                active=consent.active,
-                on_date=consent.on,
-            )
+        insert_later(
+            session,
+            ConsentFactRow,
+            {
+                "tenant": tenant,
+                "consent_id": rid,
+                "patient_id": patient_id,
+                "active": consent.active,
+                "on_date": consent.on,
+            },
         )
     elif rtype == "EpisodeOfCare":
         episode = billing_facts.episode_of_care_fact(data, rid, patient_id, zone.key)
         if episode is None:
             return []
-        session.add(
-            EpisodeOfCareFactRow(
-                tenant=tenant,
-                episode_id=rid,
-                patient_id=patient_id,
-                start=episode.start,
-                end=episode.end,
-                finished=episode.finished,
-                program=episode.program,
-            )
+        insert_later(
+            session,
+            EpisodeOfCareFactRow,
+            {
+                "tenant": tenant,
+                "episode_id": rid,
+                "patient_id": patient_id,
+                "start": episode.start,
+                "end": episode.end,
+                "finished": episode.finished,
+                "program": episode.program,
+            },
         )
     return []
 
@@ -255,18 +264,20 @@ def _extract_response(
             )
         )
     assert effective is not None
-    store.session.add(
-        MeasurementRow(
-            tenant=store.tenant,
-            source_type="QuestionnaireResponse",
-            source_id=rid,
-            patient_id=patient_id,
-            instrument=scored.instrument,
-            score=scored.total,
-            item9=scored.item9,
-            effective=effective,
-            warnings=orjson.dumps([w.diagnostics for w in warnings]).decode(),
-        )
+    insert_later(
+        store.session,
+        MeasurementRow,
+        {
+            "tenant": store.tenant,
+            "source_type": "QuestionnaireResponse",
+            "source_id": rid,
+            "patient_id": patient_id,
+            "instrument": scored.instrument,
+            "score": scored.total,
+            "item9": scored.item9,
+            "effective": effective,
+            "warnings": orjson.dumps([w.diagnostics for w in warnings]).decode(),
+        },
     )
     observation = derived_observation(rid, data, scored)
     meta = observation.setdefault("meta", {})
@@ -299,16 +310,18 @@ def _extract_observation(store: ResourceStore, rid: str, patient_id: str, data: 
                 expression=("Observation.effective[x]",),
             )
         )
-    store.session.add(
-        MeasurementRow(
-            tenant=store.tenant,
-            source_type="Observation",
-            source_id=rid,
-            patient_id=patient_id,
-            instrument=score.instrument,
-            score=score.score,
-            item9=None,
-            effective=effective,
-            warnings="[]",
-        )
+    insert_later(
+        store.session,
+        MeasurementRow,
+        {
+            "tenant": store.tenant,
+            "source_type": "Observation",
+            "source_id": rid,
+            "patient_id": patient_id,
+            "instrument": score.instrument,
+            "score": score.score,
+            "item9": None,
+            "effective": effective,
+            "warnings": "[]",
+        },
     )

@@ -44,7 +44,7 @@ from app.errors import (
 from app.fhir.validation import patient_reference, validate_resource
 from app.observability import INGESTED, SCORING_WARNINGS
 from app.store import facts
-from app.store.db import WRITE_OPTION
+from app.store.db import WRITE_OPTION, insert_later, transaction_info
 from app.store.models import SYSTEM as SYSTEM_LENGTH
 from app.store.models import VALUE as VALUE_LENGTH
 from app.store.models import AuditEventRow, Resource, ResourceIdentifier, ResourceToken, ResourceVersion
@@ -75,6 +75,8 @@ class Stored:
 
 
 log = logging.getLogger("cocm.store")
+
+LIVE_PATIENTS = "live_patients"  # transaction_info key: patients known to be live
 
 # SMART interaction letter -> FHIR AuditEvent action (search is E, execute).
 ACTION_OF_INTERACTION = {"c": "C", "r": "R", "u": "U", "d": "D", "s": "E"}
@@ -186,19 +188,21 @@ class ResourceStore:
     ) -> None:
         """Record an AuditEvent row in the current transaction (so a write and its audit commit
         together). References only: type and id, never content or search values."""
-        self.session.add(
-            AuditEventRow(
-                tenant=self.tenant,
-                id=uuid.uuid4().hex,
-                recorded=now_instant(),
-                action=action,
-                interaction=interaction,
-                agent=self.actor.agent,
-                entity_type=entity_type,
-                entity_id=entity_id,
-                outcome=outcome,
-                source_address=self.actor.address,
-            )
+        insert_later(
+            self.session,
+            AuditEventRow,
+            {
+                "tenant": self.tenant,
+                "id": uuid.uuid4().hex,
+                "recorded": now_instant(),
+                "action": action,
+                "interaction": interaction,
+                "agent": self.actor.agent,
+                "entity_type": entity_type,
+                "entity_id": entity_id,
+                "outcome": outcome,
+                "source_address": self.actor.address,
+            },
         )
 
     # ----------------------------------------------------------------- reads
@@ -274,8 +278,23 @@ class ResourceStore:
         return [_stored(r) for r in rows], total, query.applied
 
     def patient_exists(self, patient_id: str) -> bool:
-        row = self._row("Patient", patient_id)
-        return row is not None and not row.deleted
+        """Whether the patient is live; remembered for the rest of the transaction (a Bundle's
+        entries name the same few patients)."""
+        live = self._live_patients()
+        if patient_id not in live:
+            deleted = self.session.scalar(
+                select(Resource.deleted).where(
+                    Resource.tenant == self.tenant, Resource.type == "Patient", Resource.id == patient_id
+                )
+            )
+            if deleted is not False:
+                return False
+            live.add(patient_id)
+        return True
+
+    def _live_patients(self) -> set[str]:
+        live: set[str] = transaction_info(self.session).setdefault(LIVE_PATIENTS, set())
+        return live
 
     # ---------------------------------------------------------------- writes
     def create(
@@ -306,7 +325,8 @@ class ResourceStore:
                     expression=(f"{rtype}.identifier",),
                 )
             )
-        return self._audited("create", self._write(rtype, rid or str(uuid.uuid4()), data, None))
+        new_id = rid or str(uuid.uuid4())
+        return self._audited("create", self._write(rtype, new_id, data, None, identifiers_checked=True))
 
     def update(
         self, rtype: str, rid: str, data: dict[str, Any], *, if_match: str | None = None
@@ -369,20 +389,13 @@ class ResourceStore:
         if row.deleted:
             return
         self.audit("D", "delete", rtype, rid)
+        if rtype == "Patient":
+            self._live_patients().discard(rid)
         moment = now_instant()
         row.deleted = True
         row.version_id += 1
         row.last_updated = moment
-        self.session.add(
-            ResourceVersion(
-                tenant=self.tenant,
-                type=rtype,
-                id=rid,
-                version_id=row.version_id,
-                last_updated=moment,
-                deleted=True,
-            )
-        )
+        self._insert_version(rtype, rid, row.version_id, moment, None)
         self._clear_index(rtype, rid)
         for derived in facts.clear(self.session, self.tenant, rtype, rid):
             self.delete_derived(derived[0], derived[1])
@@ -454,13 +467,16 @@ class ResourceStore:
         row: Resource | None,
         *,
         patient_id: str | None = None,
+        identifiers_checked: bool = False,
     ) -> WriteResult:
-        """``patient_id`` given: the caller vouches for the patient (derived resources)."""
+        """``patient_id`` given: the caller vouches for the patient (derived resources).
+        ``identifiers_checked``: the caller (a create) has just found the identifiers free in this
+        transaction; a concurrent twin is still caught by the identifier key at commit."""
         patient_id = patient_id or self._resolve_patient(rtype, data)
         identifiers = identifiers_of(data)
         index = facts.index_values(rtype, data, self.zone)
         _check_index_lengths(rtype, identifiers, index.tokens)
-        for system, value in identifiers:
+        for system, value in [] if identifiers_checked else identifiers:
             holder = self.session.get(ResourceIdentifier, (self.tenant, rtype, system, value))
             if holder is not None and holder.resource_id != rid:
                 if row is None:
@@ -486,44 +502,62 @@ class ResourceStore:
             raise InvalidInput(
                 Issue("strings must not contain NUL characters", "invalid", expression=(rtype,))
             )
+        columns: dict[str, Any] = {
+            "version_id": version_id,
+            "last_updated": moment,
+            "deleted": False,
+            "patient_id": patient_id,
+            "status": index.status,
+            "effective": index.effective,
+            "content": content,
+        }
+        if rtype == "Patient":
+            self._live_patients().add(rid)
         if row is None:
-            row = Resource(tenant=self.tenant, type=rtype, id=rid)
-            self.session.add(row)
-        else:
+            insert_later(self.session, Resource, {"tenant": self.tenant, "type": rtype, "id": rid, **columns})
+        else:  # a new version of a row this transaction has loaded (and locked): the ORM updates it
             self._clear_index(rtype, rid)
-        row.version_id = version_id
-        row.last_updated = moment
-        row.deleted = False
-        row.patient_id = patient_id
-        row.status = index.status
-        row.effective = index.effective
-        row.content = content
-        self.session.add(
-            ResourceVersion(
-                tenant=self.tenant,
-                type=rtype,
-                id=rid,
-                version_id=version_id,
-                last_updated=moment,
-                content=content,
-            )
-        )
+            for name, column_value in columns.items():
+                setattr(row, name, column_value)
+            self.session.flush()
+        self._insert_version(rtype, rid, version_id, moment, content)
         for system, value in identifiers:
-            self.session.add(
-                ResourceIdentifier(
-                    tenant=self.tenant, type=rtype, system=system, value=value, resource_id=rid
-                )
+            insert_later(
+                self.session,
+                ResourceIdentifier,
+                {"tenant": self.tenant, "type": rtype, "system": system, "value": value, "resource_id": rid},
             )
         for param, system, value in index.tokens:
-            self.session.add(
-                ResourceToken(
-                    tenant=self.tenant, type=rtype, resource_id=rid, param=param, system=system, value=value
-                )
+            insert_later(
+                self.session,
+                ResourceToken,
+                {
+                    "tenant": self.tenant,
+                    "type": rtype,
+                    "resource_id": rid,
+                    "param": param,
+                    "system": system,
+                    "value": value,
+                },
             )
-        self.session.flush()
         warnings = facts.extract(self, rtype, rid, patient_id, body, new=version_id == 1)
         stored = Stored(rtype, rid, version_id, moment, content.encode())
         return WriteResult(stored, created, warnings)
+
+    def _insert_version(
+        self, rtype: str, rid: str, version_id: int, moment: datetime, content: str | None
+    ) -> None:
+        """One row of the history; ``content`` None records a deletion."""
+        row = {
+            "tenant": self.tenant,
+            "type": rtype,
+            "id": rid,
+            "version_id": version_id,
+            "last_updated": moment,
+            "deleted": content is None,
+            "content": content,
+        }
+        insert_later(self.session, ResourceVersion, row)
 
     def _audited(self, interaction: str, result: WriteResult) -> WriteResult:
         stored = result.stored
