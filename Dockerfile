@@ -8,7 +8,8 @@ COPY pyproject.toml README.md alembic.ini ./
 COPY app ./app
 COPY migrations ./migrations
 RUN pip install -e . && useradd --system --uid 10001 cocm && mkdir /data && chown cocm /data
-USER cocm
+USER 10001
 EXPOSE 8000
-HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health')"
+HEALTHCHECK --interval=30s --timeout=3s \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health')"]
 CMD ["sh", "-c", "cocm migrate && cocm serve --host 0.0.0.0 --port 8000"]
