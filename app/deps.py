@@ -104,6 +104,8 @@ async def get_store(request: Request, caller: CallerDep) -> AsyncIterator[Resour
     """A store over a new session. Opening a session touches no database; closing it returns the
     connection to the pool once the request's transaction has ended (``transact``)."""
     session = request.app.state.sessionmaker()
+    replica = request.app.state.read_sessionmaker
+    reads = session if replica is request.app.state.sessionmaker else replica()
     try:
         address = request.client.host if request.client else None
         store = ResourceStore(
@@ -111,9 +113,12 @@ async def get_store(request: Request, caller: CallerDep) -> AsyncIterator[Resour
         )
         store.write_lock = request.app.state.write_lock
         store.scopes = caller.scopes
+        store.reads = reads
         yield store
     finally:
         session.close()
+        if reads is not session:
+            reads.close()
 
 
 StoreDep = Annotated[ResourceStore, Depends(get_store)]

@@ -67,10 +67,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         app.state.write_lock = write_lock(engine)
+        read_url = settings.sqlalchemy_read_url  # a replica for the month-wide reads, if any
+        read_engine = (
+            make_engine(read_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
+            if read_url is not None
+            else None
+        )
+        app.state.read_engine = read_engine
+        app.state.read_sessionmaker = (
+            make_sessionmaker(read_engine) if read_engine else app.state.sessionmaker
+        )
         try:
             yield
         finally:
             engine.dispose()
+            if read_engine is not None:
+                read_engine.dispose()
 
     app = FastAPI(
         title="cocm-api",
@@ -153,10 +165,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/ready", tags=["operations"])
     def ready(request: Request) -> Response:
-        """Readiness: the database answers and its schema is at the head migration (503 otherwise)."""
+        """Readiness: the database (and the read replica, when one is set) answers and its schema
+        is at the head migration (503 otherwise)."""
         try:
-            with request.app.state.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
+            for engine in filter(None, (request.app.state.engine, request.app.state.read_engine)):
+                with engine.connect() as conn:
+                    conn.execute(text("SELECT 1"))
             revision = current_revision(request.app.state.engine)
         except DBAPIError:
             return JSONResponse(

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="COCM_", env_file=".env", extra="ignore")
 
     database_url: str = "sqlite:///./cocm.db"
+    # A read replica of database_url for the month-wide billing and registry reads (README,
+    # Production); unset: everything reads the primary.
+    database_read_url: str | None = None
     timezone: str = "UTC"
     billing_setting: Literal["physician", "fqhc_rhc"] = "physician"
     api_keys: str = ""
@@ -65,7 +68,12 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(10, ge=0)
 
     @field_validator(
-        "max_99494_units", "smart_clients_file", "token_secret", "public_base_url", mode="before"
+        "max_99494_units",
+        "smart_clients_file",
+        "token_secret",
+        "public_base_url",
+        "database_read_url",
+        mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
@@ -80,10 +88,11 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown IANA time zone {value!r}") from exc
         return value
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_read_url")
     @classmethod
-    def _usable_url(cls, value: str) -> str:
-        sqlalchemy_url(value)
+    def _usable_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            sqlalchemy_url(value)
         return value
 
     @cached_property
@@ -93,6 +102,10 @@ class Settings(BaseSettings):
     @property
     def sqlalchemy_url(self) -> URL:
         return sqlalchemy_url(self.database_url)
+
+    @property
+    def sqlalchemy_read_url(self) -> URL | None:
+        return sqlalchemy_url(self.database_read_url) if self.database_read_url else None
 
     @property
     def billing(self) -> BillingConfig:

@@ -12,6 +12,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +45,17 @@ def load_fixture(name: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with new_database(tmp_path_factory.mktemp("db")) as url:
+        yield url
+
+
+@contextmanager
+def new_database(directory: Path) -> Iterator[str]:
+    """A new, empty database of the kind the suite runs on, dropped afterwards: a SQLite file in
+    ``directory``, or a database on the ``COCM_TEST_DATABASE_URL`` server."""
     server = os.environ.get("COCM_TEST_DATABASE_URL", "").strip()
     if not server or server.startswith("sqlite"):
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'cocm-test.db'}"
+        yield f"sqlite:///{directory / f'cocm-test-{uuid.uuid4().hex[:8]}.db'}"
         return
     name = f"cocm_test_{uuid.uuid4().hex[:12]}"
     admin_url = make_url(server).set(drivername="postgresql+psycopg")

@@ -1,20 +1,20 @@
 """Set-based reads of the fact tables for the billing and care cores.
 
 A month's billing for every patient, or the whole registry, is a handful of queries (one per fact
-table, patient ids bound in chunks), never one query per patient. Rows come back as the core's
+table), never one query per patient. Rows come back as the core's
 plain value types, grouped by patient. Deleted patients are left out.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Select, select
+from sqlalchemy import Row, Select, select
 from sqlalchemy.orm import Session
 
 from app.domain import (
@@ -62,17 +62,32 @@ class FactReader:
         self.session = session
         self.tenant = tenant
 
+    def _rows(self, model: type[Base], patient_ids: Sequence[str]) -> Iterator[Row[Any]]:
+        """The rows of ``model`` for ``patient_ids``. Up to ``CHUNK`` patients: an ``IN`` list.
+        More: the tenant's rows in one pass, kept when their patient is asked for; one read per
+        table costs less than many planned ``IN`` lists when most of the tenant is asked for (the
+        month-end run, the registry), and PostgreSQL planned long ``IN`` lists badly before its
+        statistics were gathered (benchmarks/RESULTS.md)."""
+        query = _columns(model).where(model.tenant == self.tenant)  # type: ignore[attr-defined]
+        patient = model.patient_id  # type: ignore[attr-defined]
+        if len(patient_ids) <= CHUNK:
+            if patient_ids:
+                yield from self.session.execute(query.where(patient.in_(patient_ids)))
+            return
+        wanted = set(patient_ids)
+        for row in self.session.execute(query):
+            if row.patient_id in wanted:
+                yield row
+
     def live_patient_ids(self, ids: Sequence[str] | None = None) -> list[str]:
         """Patients of the tenant that exist and are not deleted (all, or those of ``ids``)."""
         query = select(Resource.id).where(
             Resource.tenant == self.tenant, Resource.type == "Patient", Resource.deleted.is_(False)
         )
-        if ids is None:
-            return list(self.session.scalars(query.order_by(Resource.id)).all())
-        found: list[str] = []
-        for chunk in _chunks(list(ids)):
-            found += self.session.scalars(query.where(Resource.id.in_(chunk))).all()
-        return sorted(found)
+        if ids is None or len(ids) > CHUNK:
+            live = self.session.scalars(query).all()
+            return sorted(live if ids is None else set(live).intersection(ids))
+        return sorted(self.session.scalars(query.where(Resource.id.in_(ids))).all()) if ids else []
 
     def patients_with_entries(self, start: datetime, end: datetime) -> list[str]:
         """Patients with a time entry starting in [start, end)."""
@@ -97,67 +112,43 @@ class FactReader:
         return self.live_patient_ids(sorted(ids))
 
     def facts(self, patient_ids: Sequence[str]) -> dict[str, PatientFacts]:
-        """Every fact of the given patients, grouped by patient (one query per table and chunk)."""
+        """Every fact of the given patients, grouped by patient (one query per table, or per table
+        and chunk of patients; see ``_rows``)."""
         out: dict[str, PatientFacts] = defaultdict(PatientFacts)
-        for chunk in _chunks(list(patient_ids)):
-            for e in self.session.execute(
-                _columns(TimeEntryRow).where(
-                    TimeEntryRow.tenant == self.tenant, TimeEntryRow.patient_id.in_(chunk)
+        ids = list(patient_ids)
+        for e in self._rows(TimeEntryRow, ids):
+            out[e.patient_id].entries.append(
+                TimeEntry(
+                    e.patient_id, e.start, e.seconds, e.activity, f"Encounter/{e.encounter_id}", e.excluded
                 )
-            ):
-                out[e.patient_id].entries.append(
-                    TimeEntry(
-                        e.patient_id,
-                        e.start,
-                        e.seconds,
-                        e.activity,
-                        f"Encounter/{e.encounter_id}",
-                        e.excluded,
-                    )
+            )
+        for p in self._rows(EpisodeOfCareFactRow, ids):
+            program: Program = "general-bhi" if p.program == "general-bhi" else "cocm"
+            out[p.patient_id].episodes_of_care.append(
+                EpisodeOfCareFact(
+                    p.patient_id, p.start, p.end, p.finished, program, f"EpisodeOfCare/{p.episode_id}"
                 )
-            for p in self.session.execute(
-                _columns(EpisodeOfCareFactRow).where(
-                    EpisodeOfCareFactRow.tenant == self.tenant, EpisodeOfCareFactRow.patient_id.in_(chunk)
+            )
+        for c in self._rows(ConsentFactRow, ids):
+            out[c.patient_id].consents.append(
+                ConsentFact(c.patient_id, c.active, c.on_date, f"Consent/{c.consent_id}")
+            )
+        for v in self._rows(VisitFactRow, ids):
+            out[v.patient_id].visits.append(
+                VisitFact(v.patient_id, v.on_date, v.system, v.code, f"Encounter/{v.encounter_id}")
+            )
+        for m in self._rows(MeasurementRow, ids):
+            out[m.patient_id].measurements.append(
+                Measurement(
+                    m.patient_id,
+                    m.instrument,
+                    m.score,
+                    m.effective,
+                    f"{m.source_type}/{m.source_id}",
+                    m.item9,
+                    tuple(orjson.loads(m.warnings)),
                 )
-            ):
-                program: Program = "general-bhi" if p.program == "general-bhi" else "cocm"
-                out[p.patient_id].episodes_of_care.append(
-                    EpisodeOfCareFact(
-                        p.patient_id, p.start, p.end, p.finished, program, f"EpisodeOfCare/{p.episode_id}"
-                    )
-                )
-            for c in self.session.execute(
-                _columns(ConsentFactRow).where(
-                    ConsentFactRow.tenant == self.tenant, ConsentFactRow.patient_id.in_(chunk)
-                )
-            ):
-                out[c.patient_id].consents.append(
-                    ConsentFact(c.patient_id, c.active, c.on_date, f"Consent/{c.consent_id}")
-                )
-            for v in self.session.execute(
-                _columns(VisitFactRow).where(
-                    VisitFactRow.tenant == self.tenant, VisitFactRow.patient_id.in_(chunk)
-                )
-            ):
-                out[v.patient_id].visits.append(
-                    VisitFact(v.patient_id, v.on_date, v.system, v.code, f"Encounter/{v.encounter_id}")
-                )
-            for m in self.session.execute(
-                _columns(MeasurementRow).where(
-                    MeasurementRow.tenant == self.tenant, MeasurementRow.patient_id.in_(chunk)
-                )
-            ):
-                out[m.patient_id].measurements.append(
-                    Measurement(
-                        m.patient_id,
-                        m.instrument,
-                        m.score,
-                        m.effective,
-                        f"{m.source_type}/{m.source_id}",
-                        m.item9,
-                        tuple(orjson.loads(m.warnings)),
-                    )
-                )
+            )
         return out
 
     def patient_names(self, patient_ids: Sequence[str]) -> dict[str, str | None]:

@@ -148,6 +148,9 @@ class ResourceStore:
         self.write_lock: AbstractContextManager[object] = nullcontext()  # see app.store.db.write_lock
         self.scopes: tuple[Scope, ...] = ALL_SCOPES  # what the caller's credentials allow
         self.attempt: tuple[str, str, str | None] | None = None  # (action, type, id) of the first step
+        # Where month-wide billing and registry reads go: a read replica's session when
+        # COCM_DATABASE_READ_URL is set (app.deps.get_store), else this session.
+        self.reads: Session = session
 
     def require(self, rtype: str, *interactions: str, rid: str | None = None) -> None:
         """The caller's scopes must allow each SMART interaction (c r u d s) on ``rtype``: enforced

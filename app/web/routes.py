@@ -43,7 +43,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from app.api.service import month_billing, parse_as_of, parse_month, registry_statuses
+from app.api.service import month_billing, month_wide_reads, parse_as_of, parse_month, registry_statuses
 from app.billing.codes import APCM_BASE_CODES
 from app.billing.engine import bill_month
 from app.billing.episodes import distinct_entries, episode_for_month, find_episodes, local_date
@@ -303,10 +303,11 @@ def registry_view(
     def work() -> tuple[list[RegistryRow], str | None]:
         statuses = registry_statuses(store, settings, day)
         items, next_cursor = registry_page(statuses, flag=flag, status=status, cursor=cursor, limit=limit)
-        reader = FactReader(store.session, store.tenant)
         ids = [s.patient_id for s in items]
-        names = reader.patient_names(ids)
-        facts = reader.facts(ids)
+        with month_wide_reads(store) as session:
+            reader = FactReader(session, store.tenant)
+            names = reader.patient_names(ids)
+            facts = reader.facts(ids)
         rows = []
         for item in items:
             own = facts.get(item.patient_id, PatientFacts())
@@ -354,7 +355,8 @@ def billing_view(
 
     def work() -> tuple[list[BillingMonth], dict[str, str | None]]:
         months = month_billing(store, settings, parsed)
-        names = FactReader(store.session, store.tenant).patient_names([m.patient_id for m in months])
+        with month_wide_reads(store) as session:
+            names = FactReader(session, store.tenant).patient_names([m.patient_id for m in months])
         return months, names
 
     months, names = transact(store, work)

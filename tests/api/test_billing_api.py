@@ -135,6 +135,28 @@ def test_all_patients_totals_paging_and_csv(client: TestClient, clinic: Clinic) 
     assert all(r["month_kind"] == "initial" for r in rows)
 
 
+@pytest.mark.parametrize("chunk", [2, 500])
+def test_csv_streamed_in_chunks_says_what_the_pages_say(
+    client: TestClient, clinic: Clinic, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    """The CSV is computed a chunk of patients at a time (the fact reads switch from IN lists to
+    one tenant-wide read above the chunk size): with 5 patients and chunks of 2 or 500 it lists
+    exactly the patients and codes of the JSON pages, in the same order."""
+    monkeypatch.setattr("app.store.reads.CHUNK", chunk)
+    monkeypatch.setattr("app.api.service.CHUNK", chunk)
+    pids = [clinic.enrolled(family=f"C{i}") for i in range(6)]
+    for pid, minutes in zip(pids, (40, 95, 20, 70, 36), strict=False):  # the sixth has no minutes
+        clinic.minutes(pid, "2026-01-05T10:00:00Z", minutes)
+    client.delete(f"/fhir/Patient/{pids[2]}")  # a deleted patient is billed nowhere
+    items = client.get("/api/v1/billing", params={"month": "2026-01", "limit": 500}).json()["items"]
+    expected = [(i["patient_id"], c["code"], str(c["units"])) for i in items for c in i["codes"]]
+    response = client.get("/api/v1/billing.csv", params={"month": "2026-01"})
+    assert response.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
+    assert [(r["patient_id"], r["code"], r["units"]) for r in rows] == expected
+    assert {r["patient_id"] for r in rows} == {pids[0], pids[1], pids[3], pids[4]}
+
+
 @pytest.mark.parametrize("month", ["2026-13", "2026-1", "January", ""])
 def test_malformed_month_is_400_json(client: TestClient, clinic: Clinic, month: str) -> None:
     pid = clinic.patient()
