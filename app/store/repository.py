@@ -398,6 +398,7 @@ class ResourceStore:
         row.deleted = True
         row.version_id += 1
         row.last_updated = moment
+        self.session.flush()  # later reads in this transaction (Core selects) see the deletion
         self._insert_version(rtype, rid, row.version_id, moment, None)
         self._clear_index(rtype, rid)
         for derived in facts.clear(self.session, self.tenant, rtype, rid):

@@ -138,6 +138,23 @@ def test_bundle_put_delete_and_get_entries(client: TestClient) -> None:
     assert client.get("/fhir/Organization/org-1").status_code == 410
 
 
+def test_a_patient_deleted_earlier_in_the_transaction_cannot_be_referenced(client: TestClient) -> None:
+    """DELETE runs before POST (FHIR http 3.1.0.11.2): the Encounter then names a deleted patient,
+    so the whole transaction fails with 422 and the patient is still there."""
+    created = post_bundle(client, transaction(patient_entry())).json()
+    pid = created["entry"][0]["response"]["location"].split("/")[1]
+    delete = {"request": {"method": "DELETE", "url": f"Patient/{pid}"}}
+    response = post_bundle(client, transaction(encounter_entry(subject=f"Patient/{pid}"), delete))
+    assert response.status_code == 422, response.text
+    assert "Bundle.entry[0]" in response.json()["issue"][0]["expression"][0]
+    assert client.get(f"/fhir/Patient/{pid}").status_code == 200
+    assert encounters_of(client, pid) == 0
+
+
+def encounters_of(client: TestClient, pid: str) -> int:
+    return int(client.get("/fhir/Encounter", params={"subject": f"Patient/{pid}"}).json()["total"])
+
+
 def test_bundle_type_and_size_checks(make_client: Any) -> None:
     client = make_client(max_bundle_entries=2)
     assert post_bundle(client, {"resourceType": "Bundle", "type": "collection"}).status_code == 400
