@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine
 
-from app.api.service import month_billing, registry_statuses, today
+from app.api.service import month_billing, sorted_registry, today
 from app.billing.codes import ACTIVITY_SYSTEM, INITIATING_VISIT_CODES
 from app.demo import ID_SYSTEM, LoadResult, clinic, demo_store, load, patient_bundle
 from app.deps import transact
@@ -150,7 +150,7 @@ def test_loading_gives_a_living_registry(loaded: tuple[Settings, LoadResult, Eng
     assert result == LoadResult(loaded=200, present=0)
     with make_sessionmaker(engine)() as session:
         store = demo_store(session, settings)
-        statuses = transact(store, lambda: registry_statuses(store, settings, today(settings)))
+        statuses = transact(store, lambda: sorted_registry(store, settings, today(settings))).items
     assert len(statuses) == 200
     by_status = Counter(s.status for s in statuses)
     assert by_status["active"] > 80

@@ -24,10 +24,9 @@ from app.api.service import (
     parse_month,
     patient_billing,
     patient_care_status,
-    registry_statuses,
+    sorted_registry,
     stream_month_billing,
 )
-from app.care.registry import registry_page
 from app.deps import SettingsDep, StoreDep, transact
 from app.errors import InvalidInput, Issue
 from app.store.reads import FactReader
@@ -121,9 +120,9 @@ def registry(
     day = parse_as_of(as_of, settings)
 
     def work() -> tuple[list[dict[str, Any]], str | None]:
-        statuses = registry_statuses(store, settings, day)
+        caseload = sorted_registry(store, settings, day)
         try:
-            items, next_cursor = registry_page(statuses, flag=flag, status=status, cursor=cursor, limit=limit)
+            items, next_cursor = caseload.page(flag=flag, status=status, cursor=cursor, limit=limit)
         except ValueError as exc:
             raise InvalidInput(Issue(str(exc), "invalid")) from None
         with month_wide_reads(store) as session:

@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.billing.engine import bill_month
 from app.billing.episodes import find_episodes
+from app.care.registry import SortedRegistry
 from app.care.status import CareStatus, care_status
 from app.domain import BillingMonth, Month
 from app.errors import InvalidInput, Issue, NotFound
@@ -110,31 +111,35 @@ def _collector_paused() -> Iterator[None]:
 
 class ResultCache(Generic[T]):
     """A small per-process cache of whole-tenant computations (a month's billing, the registry),
-    keyed by the tenant's data version: walking the pages of a 4,000-patient month computes it
-    once, not once per page. Any write to a fact-bearing resource changes the version, so a hit is
-    always what a fresh computation would give; several workers each keep their own."""
+    each stored with the tenant's data version it was computed at: walking the pages of a
+    4,000-patient month computes it once, not once per page. Any write to a fact-bearing resource
+    changes the version, so a hit is always what a fresh computation would give, and a result of
+    an older version is replaced, not kept beside the new one (versions only move forward).
+    Several workers each keep their own."""
 
     def __init__(self, size: int = 8) -> None:
         self.size = size
-        self.entries: OrderedDict[Hashable, T] = OrderedDict()
+        self.entries: OrderedDict[Hashable, tuple[Hashable, T]] = OrderedDict()
         self.lock = threading.Lock()
 
-    def get(self, key: Hashable, compute: Callable[[], T]) -> T:
+    def get(self, key: Hashable, version: Hashable, compute: Callable[[], T]) -> T:
         with self.lock:
-            if key in self.entries:
+            entry = self.entries.get(key)
+            if entry is not None and entry[0] == version:
                 self.entries.move_to_end(key)
-                return self.entries[key]
+                return entry[1]
         with _collector_paused():
             value = compute()
         with self.lock:
-            self.entries[key] = value
+            self.entries[key] = (version, value)
+            self.entries.move_to_end(key)
             while len(self.entries) > self.size:
                 self.entries.popitem(last=False)
         return value
 
 
 MONTHS: ResultCache[MonthRun] = ResultCache()
-STATUSES: ResultCache[list[CareStatus]] = ResultCache()
+REGISTRIES: ResultCache[SortedRegistry] = ResultCache()
 
 
 @contextmanager
@@ -237,8 +242,8 @@ def month_billing_run(store: ResourceStore, settings: Settings, month: Month) ->
             months = (_bill(pid, facts.get(pid, PatientFacts()), month, settings, on) for pid in patient_ids)
             return MonthRun.of([m for m in months if m.minutes > 0])
 
-        key = (store.tenant, "billing", str(month), on, _data_version(session, store.tenant))
-        return MONTHS.get(key, compute)
+        key = (store.tenant, str(month), on)
+        return MONTHS.get(key, _data_version(session, store.tenant), compute)
 
 
 def stream_month_billing(
@@ -288,19 +293,21 @@ def patient_care_status(store: ResourceStore, settings: Settings, patient_id: st
     return _status(patient_id, facts, as_of, settings)
 
 
-def registry_statuses(store: ResourceStore, settings: Settings, as_of: date) -> list[CareStatus]:
-    """Care status of every patient in care (audited as one registry read)."""
+def sorted_registry(store: ResourceStore, settings: Settings, as_of: date) -> SortedRegistry:
+    """Care status of every patient in care, in urgency order (audited as one registry read)."""
     _require_facts(store, "s")
     store.audit("E", "registry")
     with month_wide_reads(store) as session:
         reader = FactReader(session, store.tenant)
 
-        def compute() -> list[CareStatus]:
+        def compute() -> SortedRegistry:
             patient_ids = reader.patients_in_care()
             facts = reader.facts(patient_ids)
-            return [_status(pid, facts.get(pid, PatientFacts()), as_of, settings) for pid in patient_ids]
+            return SortedRegistry(
+                _status(pid, facts.get(pid, PatientFacts()), as_of, settings) for pid in patient_ids
+            )
 
-        return STATUSES.get((store.tenant, "registry", as_of, _data_version(session, store.tenant)), compute)
+        return REGISTRIES.get((store.tenant, as_of), _data_version(session, store.tenant), compute)
 
 
 def billing_json(month: BillingMonth) -> dict[str, Any]:

@@ -115,9 +115,13 @@ def decode_cursor(cursor: str) -> UrgencyKey:
 
 
 def page(
-    items_sorted: Sequence[CareStatus], cursor: str | None, limit: int
+    items_sorted: Sequence[CareStatus],
+    cursor: str | None,
+    limit: int,
+    keys: Sequence[UrgencyKey] | None = None,
 ) -> tuple[list[CareStatus], str | None]:
-    """One page of a registry sorted by :func:`sort_registry`.
+    """One page of a registry sorted by :func:`sort_registry` (``keys``: their urgency keys, when
+    already computed).
 
     Returns the items after the cursor's position (the start without a cursor), at most ``limit``,
     and the cursor of the next page, ``None`` on the last page. Raises ValueError for a malformed
@@ -125,7 +129,7 @@ def page(
     """
     if limit < 1:
         raise ValueError("limit must be at least 1")
-    keys = [urgency_key(item) for item in items_sorted]
+    keys = keys if keys is not None else [urgency_key(item) for item in items_sorted]
     start = 0 if cursor is None else bisect_right(keys, decode_cursor(cursor))
     end = min(start + limit, len(items_sorted))
     next_cursor = encode_cursor(keys[end - 1]) if end < len(items_sorted) else None
@@ -141,4 +145,26 @@ def registry_page(
     limit: int = 100,
 ) -> tuple[list[CareStatus], str | None]:
     """Filter, sort and page in one call (api.md, ``GET /api/v1/registry``)."""
-    return page(sort_registry(filter_registry(items, flag=flag, status=status)), cursor, limit)
+    return SortedRegistry(items).page(flag=flag, status=status, cursor=cursor, limit=limit)
+
+
+class SortedRegistry:
+    """A caseload sorted once, with its keys, to be paged many times (a cached registry): a page
+    costs a bisection, plus one pass when filtered (filtering keeps the order)."""
+
+    def __init__(self, items: Iterable[CareStatus]) -> None:
+        self.items = sort_registry(items)
+        self.keys = [urgency_key(item) for item in self.items]
+
+    def page(
+        self,
+        *,
+        flag: str | None = None,
+        status: str | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> tuple[list[CareStatus], str | None]:
+        if flag is None and status is None:
+            return page(self.items, cursor, limit, self.keys)
+        kept = filter_registry(self.items, flag=flag, status=status)
+        return page(kept, cursor, limit)

@@ -1,7 +1,7 @@
 """Server-rendered pages for care managers (Jinja2, autoescaped, no script, no external asset).
 
 - ``GET /registry?as_of=&flag=&status=&cursor=``: the caseload sorted by urgency (the same
-  ``registry_statuses`` and ``app.care.registry`` order as ``GET /api/v1/registry``), with flags,
+  ``sorted_registry`` and ``app.care.registry`` order as ``GET /api/v1/registry``), with flags,
   baseline and latest PHQ-9/GAD-7, an inline SVG trend of the primary instrument, weeks in
   treatment, last contact and the month's counted minutes against the next code threshold.
 - ``GET /registry/billing?month=YYYY-MM``: the month's billing rows (``month_billing``, the rows of
@@ -43,7 +43,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from app.api.service import month_billing, month_wide_reads, parse_as_of, parse_month, registry_statuses
+from app.api.service import month_billing, month_wide_reads, parse_as_of, parse_month, sorted_registry
 from app.billing.codes import APCM_BASE_CODES
 from app.billing.engine import bill_month
 from app.billing.episodes import distinct_entries, episode_for_month, find_episodes, local_date
@@ -301,8 +301,8 @@ def registry_view(
     month = Month.of(day)
 
     def work() -> tuple[list[RegistryRow], str | None]:
-        statuses = registry_statuses(store, settings, day)
-        items, next_cursor = registry_page(statuses, flag=flag, status=status, cursor=cursor, limit=limit)
+        caseload = sorted_registry(store, settings, day)
+        items, next_cursor = caseload.page(flag=flag, status=status, cursor=cursor, limit=limit)
         ids = [s.patient_id for s in items]
         with month_wide_reads(store) as session:
             reader = FactReader(session, store.tenant)

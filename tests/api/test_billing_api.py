@@ -219,10 +219,13 @@ def test_month_pages_are_computed_once_and_writes_refresh_them(client: TestClien
     pids = [clinic.enrolled(family=f"C{i}") for i in range(3)]
     for pid in pids:
         clinic.minutes(pid, "2026-01-05T10:00:00Z", 40)
+    MONTHS.entries.clear()
     first = client.get("/api/v1/billing", params={"month": "2026-01", "limit": 1}).json()
-    cached = len(MONTHS.entries)
+    [(key, (version, run))] = MONTHS.entries.items()
     client.get("/api/v1/billing", params={"month": "2026-01", "limit": 1, "cursor": first["next_cursor"]})
-    assert len(MONTHS.entries) == cached  # the second page reused the first page's computation
+    assert MONTHS.entries[key][1] is run  # the second page reused the first page's computation
     clinic.minutes(pids[0], "2026-01-06T10:00:00Z", 60)  # a write right after: never a stale answer
     again = client.get("/api/v1/billing", params={"month": "2026-01"}).json()
     assert again["totals"] == {"99492": 3, "99494": 1}
+    [(same_key, (newer, _))] = MONTHS.entries.items()  # the older version was replaced, not kept
+    assert same_key == key and newer != version

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.care.registry import (
+    SortedRegistry,
     UrgencyKey,
     decode_cursor,
     encode_cursor,
@@ -277,3 +278,27 @@ def test_filter_keeps_exactly_the_matching_rows(
     for item in items:
         matches = (flag is None or flag in item.flags) and (status is None or item.status == status)
         assert (item in kept) is matches
+
+
+@settings(max_examples=200)
+@given(
+    registries(),
+    st.sampled_from([None, *FLAGS]),
+    st.sampled_from([None, *STATUSES]),
+    st.integers(min_value=1, max_value=30),
+)
+def test_a_sorted_registry_pages_like_filter_sort_page(
+    items: list[CareStatus], flag: str | None, status: str | None, limit: int
+) -> None:
+    """The cached SortedRegistry (sorted once, keys kept) answers every page exactly as filtering,
+    sorting and paging from scratch would."""
+    caseload = SortedRegistry(reversed(items))
+    expected = sort_registry(filter_registry(items, flag=flag, status=status))
+    cursor: str | None = None
+    for _ in range(len(items) + 2):
+        got = caseload.page(flag=flag, status=status, cursor=cursor, limit=limit)
+        assert got == page(expected, cursor, limit)
+        cursor = got[1]
+        if cursor is None:
+            break
+    assert cursor is None
