@@ -12,7 +12,7 @@ import threading
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, insert
+from sqlalchemy import Engine, Insert, create_engine, event, insert
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, sessionmaker
 
@@ -85,7 +85,18 @@ def flush_inserts(session: Session) -> None:
     if pending:
         connection = session.connection()  # a Connection: its statements skip the hook below
         for model, rows in pending.items():  # the schema has no foreign keys: any order is valid
-            connection.execute(insert(model), rows)
+            connection.execute(_insert_of(model), rows)
+
+
+_INSERTS: dict[type[Any], Insert] = {}
+
+
+def _insert_of(model: type[Any]) -> Insert:
+    """One INSERT construct per table, built once (its compiled form is cached by SQLAlchemy)."""
+    statement = _INSERTS.get(model)
+    if statement is None:
+        statement = _INSERTS[model] = insert(model)
+    return statement
 
 
 def _flush_before_statement(state: ORMExecuteState) -> None:

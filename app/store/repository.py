@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
 import orjson
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -77,6 +77,9 @@ class Stored:
 log = logging.getLogger("cocm.store")
 
 LIVE_PATIENTS = "live_patients"  # transaction_info key: patients known to be live
+PATIENT_DELETED = select(Resource.deleted).where(  # built once: checked on every write
+    Resource.tenant == bindparam("tenant"), Resource.type == "Patient", Resource.id == bindparam("id")
+)
 
 # SMART interaction letter -> FHIR AuditEvent action (search is E, execute).
 ACTION_OF_INTERACTION = {"c": "C", "r": "R", "u": "U", "d": "D", "s": "E"}
@@ -285,11 +288,7 @@ class ResourceStore:
         entries name the same few patients)."""
         live = self._live_patients()
         if patient_id not in live:
-            deleted = self.session.scalar(
-                select(Resource.deleted).where(
-                    Resource.tenant == self.tenant, Resource.type == "Patient", Resource.id == patient_id
-                )
-            )
+            deleted = self.session.scalar(PATIENT_DELETED, {"tenant": self.tenant, "id": patient_id})
             if deleted is not False:
                 return False
             live.add(patient_id)
