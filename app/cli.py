@@ -42,7 +42,7 @@ from app.bulk import Failure, ImportAborted, import_file, import_store, progress
 from app.deps import DEFAULT_TENANT, transact
 from app.domain import BillingMonth, Month
 from app.settings import Settings, load_settings
-from app.store.db import make_engine, make_sessionmaker
+from app.store.db import analyze, make_engine, make_sessionmaker
 from app.store.migrate import upgrade
 from app.store.models import Resource
 from app.store.reads import FactReader
@@ -218,7 +218,7 @@ def import_(
     Idempotent on identifiers and ids; resumable from FILE.progress after an interruption."""
     settings = load_settings()
     err = _stderr()
-    with _session(settings) as (_, session), _bar() as progress:
+    with _session(settings) as (engine, session), _bar() as progress:
         task = progress.add_task(file.name, total=None)
 
         def start(total: int, resumed: int) -> None:
@@ -246,6 +246,8 @@ def import_(
         except ImportAborted as exc:
             err.print(f"[red]cannot import:[/red] {exc}", highlight=False)
             raise typer.Exit(2) from None
+        if report.created or report.updated:
+            analyze(engine)  # the planner's statistics, for the loaded rows
     typer.echo(
         f"{file.name}: {report.created} created, {report.updated} updated, {report.unchanged} unchanged, "
         f"{len(report.failures)} failed (tenant {tenant!r})"

@@ -674,6 +674,14 @@ def verdict(ok: bool) -> str:
     return "**met**" if ok else "**MISSED**"
 
 
+def absolute_verdict(here: bool, normalised: bool) -> str:
+    """An absolute target is read twice: on this machine, and normalised to the issue's reference
+    machine by the validation floor (the issue asks for every figure relative to the baselines)."""
+    if here == normalised:
+        return verdict(here)
+    return f"{verdict(here)} here; {verdict(normalised)} normalised"
+
+
 def report(results: list[DbResults], info: dict[str, str], args: argparse.Namespace, elapsed: float) -> str:
     lines = [
         "# Benchmark results",
@@ -760,14 +768,17 @@ def report(results: list[DbResults], info: dict[str, str], args: argparse.Namesp
             f"({r.qr.rps:,.0f} vs {r.floor.rps:,.0f} req/s; {r.qr.rps / r.echo.rps:.2f}x bare echo; "
             f"p99 {r.qr.p99_ms:.1f} ms) | {verdict(qr_ratio >= TARGET_QR_VS_FLOOR)} |",
             f"| 250-entry transactions >= {TARGET_BUNDLE_RPS:,} resources/s | {bundle_rps:,.0f} resources/s "
-            f"(normalised {bundle_rps * scale:,.0f}) | {verdict(bundle_rps >= TARGET_BUNDLE_RPS)} |",
+            f"(normalised {bundle_rps * scale:,.0f}) | "
+            f"{absolute_verdict(bundle_rps >= TARGET_BUNDLE_RPS, bundle_rps * scale >= TARGET_BUNDLE_RPS)} |",
             f"| month billing, {small:,} patients, all pages <= {TARGET_BILLING_1K_S:.0f} s | {b1.median_s:.3f} s "
-            f"(normalised {b1.median_s / scale:.3f} s) | {verdict(b1.median_s <= TARGET_BILLING_1K_S)} |",
+            f"(normalised {b1.median_s / scale:.3f} s) | "
+            f"{absolute_verdict(b1.median_s <= TARGET_BILLING_1K_S, b1.median_s / scale <= TARGET_BILLING_1K_S)} |",
             f"| month billing, {large:,} patients <= {TARGET_SCALE_4K}x of {small:,} | "
             f"{b4.median_s / b1.median_s:.2f}x ({b4.median_s:.3f} s) | "
             f"{verdict(b4.median_s <= TARGET_SCALE_4K * b1.median_s)} |",
             f"| registry, {small:,} patients, all pages <= {TARGET_BILLING_1K_S:.0f} s | {g1.median_s:.3f} s "
-            f"(normalised {g1.median_s / scale:.3f} s) | {verdict(g1.median_s <= TARGET_BILLING_1K_S)} |",
+            f"(normalised {g1.median_s / scale:.3f} s) | "
+            f"{absolute_verdict(g1.median_s <= TARGET_BILLING_1K_S, g1.median_s / scale <= TARGET_BILLING_1K_S)} |",
             f"| registry, {large:,} patients <= {TARGET_SCALE_4K}x of {small:,} | "
             f"{g4.median_s / g1.median_s:.2f}x ({g4.median_s:.3f} s) | "
             f"{verdict(g4.median_s <= TARGET_SCALE_4K * g1.median_s)} |",

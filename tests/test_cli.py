@@ -208,6 +208,30 @@ def test_import_ndjson_reports_bad_lines_and_goes_on(env: Engine, tmp_path: Path
     assert count_rows(env, "time_entry") == 6 and count_rows(env, "measurement") == 1
 
 
+def planner_statistics(engine: Engine) -> Any:
+    """When the resource table was last analysed (PostgreSQL), or whether SQLite has its statistics."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            has_table = conn.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'")).first()
+            return has_table is not None and (
+                conn.execute(text("SELECT 1 FROM sqlite_stat1 WHERE tbl = 'resource'")).first() is not None
+            )
+        return conn.execute(
+            text("SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'resource'")
+        ).scalar()
+
+
+def test_import_refreshes_the_planner_statistics(env: Engine, tmp_path: Path) -> None:
+    if env.dialect.name == "sqlite":
+        with env.begin() as conn:
+            conn.execute(text("DROP TABLE IF EXISTS sqlite_stat1"))
+    before = planner_statistics(env)
+    result = cocm("import", str(write_ndjson(tmp_path / "clinic.ndjson", good_lines(3))))
+    assert result.exit_code == 0, result.output
+    after = planner_statistics(env)
+    assert after and after != before
+
+
 def test_import_stop_on_error_resumes_after_the_fix(env: Engine, tmp_path: Path) -> None:
     lines = good_lines(4)
     lines.insert(4, minutes("nobody", "e-x", "2026-01-05T10:00:00-06:00", 5))  # line 5

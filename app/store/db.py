@@ -58,6 +58,15 @@ def write_lock(engine: Engine) -> AbstractContextManager[object]:
     return threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
 
 
+def analyze(engine: Engine) -> None:
+    """Refresh the query planner's statistics (``ANALYZE``, on SQLite and PostgreSQL alike): after
+    a bulk load, until autovacuum gets to it, PostgreSQL plans the new rows as if the tables were
+    empty and scans where an index would do (benchmarks/RESULTS.md)."""
+    with engine.connect() as connection:
+        connection.exec_driver_sql("ANALYZE")
+        connection.commit()
+
+
 TRANSACTION_INFO = "cocm_transaction"  # Session.info key: state that ends with the transaction
 PENDING_INSERTS = "inserts"  # in it: mapped class -> rows waiting to be inserted
 

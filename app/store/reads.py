@@ -1,8 +1,8 @@
 """Set-based reads of the fact tables for the billing and care cores.
 
 A month's billing for every patient, or the whole registry, is a handful of queries (one per fact
-table), never one query per patient. Rows come back as the core's
-plain value types, grouped by patient. Deleted patients are left out.
+table), never one query per patient. Rows come back as the core's plain value types, grouped by
+patient. Deleted patients are left out.
 """
 
 from __future__ import annotations
