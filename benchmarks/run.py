@@ -5,7 +5,7 @@ the load comes from ``wrk`` (Lua scripts post the bodies) and, for the sequentia
 this process over HTTP. Nothing is measured inside the server process. Every figure is reported
 next to the baselines measured in the same run (see README.md).
 
-    python benchmarks/run.py --database both          # the whole run (17 min today; see RESULTS.md)
+    python benchmarks/run.py --database both          # the whole run (5 min today; see RESULTS.md)
     python benchmarks/run.py --database sqlite --quick
 """
 
