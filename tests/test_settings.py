@@ -69,6 +69,24 @@ def test_bad_database_url(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     _refusal(monkeypatch, "COCM_DATABASE_URL", url)
 
 
+@pytest.mark.parametrize("url", ["mysql://x/y", "not a url", "postgresql://cocm@db.example"])
+def test_bad_read_replica_url(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    _refusal(monkeypatch, "COCM_DATABASE_READ_URL", url)
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_empty_read_replica_url_means_none(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("COCM_DATABASE_READ_URL", value)
+    assert load_settings().sqlalchemy_read_url is None
+
+
+def test_read_replica_url_picks_the_driver(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COCM_DATABASE_READ_URL", "postgresql://cocm@replica.example/cocm")
+    replica = load_settings().sqlalchemy_read_url
+    assert replica is not None and replica.drivername == "postgresql+psycopg"
+    assert replica.host == "replica.example"
+
+
 def test_bad_database_url_does_not_echo_a_password(monkeypatch: pytest.MonkeyPatch) -> None:
     message = _refusal(monkeypatch, "COCM_DATABASE_URL", "postgresql://cocm:s3cr3t-pw@db.example")
     assert "s3cr3t-pw" not in message
