@@ -6,7 +6,11 @@ import json
 from typing import Any
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
+from app.settings import Settings
+from app.store.db import make_engine
 from tests.conftest import FHIR_JSON
 
 
@@ -60,3 +64,16 @@ def test_metrics_need_credentials_when_keys_are_set(make_client: Any) -> None:
     client = make_client(api_keys="k1")
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers={"Authorization": "Bearer k1"}).status_code == 200
+
+
+def test_database_errors_carry_no_bound_values(db: Any) -> None:
+    """A failed statement's parameters are patient data: the engines hide them from the error
+    message that a log or a traceback would show."""
+    engine = make_engine(Settings(database_url=db.url.render_as_string(hide_password=False)).sqlalchemy_url)
+    try:
+        with engine.connect() as conn, pytest.raises(DBAPIError) as failed:
+            conn.execute(text("SELECT id FROM no_such_table WHERE id = :pid"), {"pid": "MRN-777-Zebulon"})
+    finally:
+        engine.dispose()
+    assert "no_such_table" in str(failed.value)
+    assert "MRN-777-Zebulon" not in str(failed.value)

@@ -2,8 +2,10 @@
 
 SQLite runs in WAL mode with a busy timeout and foreign keys on; its transactions are begun
 explicitly so that SAVEPOINTs work with the pysqlite driver (SQLAlchemy docs, "Serializable
-isolation / Savepoints / Transactional DDL"), and a transaction that will write begins IMMEDIATE. PostgreSQL uses psycopg 3 with a
-pre-pinged pool whose size is a setting.
+isolation / Savepoints / Transactional DDL"), and a transaction that will write begins IMMEDIATE.
+PostgreSQL uses psycopg 3 with a pre-pinged pool whose size is a setting. Both hide bound
+parameters from SQLAlchemy's error messages: a failed statement's values are patient data and
+must not reach a log.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ WRITE_OPTION = "cocm_write"  # execution option: this transaction will write
 
 def make_engine(url: URL, *, pool_size: int = 10, max_overflow: int = 10) -> Engine:
     if url.get_backend_name() == "sqlite":
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -47,7 +51,12 @@ def make_engine(url: URL, *, pool_size: int = 10, max_overflow: int = 10) -> Eng
 
         return engine
     return create_engine(
-        url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow, pool_recycle=1800
+        url,
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_recycle=1800,
+        hide_parameters=True,
     )
 
 
