@@ -61,23 +61,26 @@ class FactReader:
     def __init__(self, session: Session, tenant: str) -> None:
         self.session = session
         self.tenant = tenant
+        self.patient_count: int | None = None  # live patients of the tenant, once read
 
     def _rows(self, model: type[Base], patient_ids: Sequence[str]) -> Iterator[Row[Any]]:
-        """The rows of ``model`` for ``patient_ids``. Up to ``CHUNK`` patients: an ``IN`` list.
-        More: the tenant's rows in one pass, kept when their patient is asked for; one read per
-        table costs less than many planned ``IN`` lists when most of the tenant is asked for (the
-        month-end run, the registry), and PostgreSQL planned long ``IN`` lists badly before its
-        statistics were gathered (benchmarks/RESULTS.md)."""
+        """The rows of ``model`` for ``patient_ids``: ``IN`` lists of up to ``CHUNK`` patients, or,
+        when more than ``CHUNK`` patients making at least half of the tenant are asked for (the
+        month-end run, the registry), the tenant's rows in one pass, kept when their patient is
+        asked for. One read per table then costs less than many ``IN`` lists, reads at most twice
+        the rows needed, and does not depend on the planner: PostgreSQL planned long ``IN`` lists
+        as scans until its statistics were gathered (benchmarks/RESULTS.md)."""
         query = _columns(model).where(model.tenant == self.tenant)  # type: ignore[attr-defined]
         patient = model.patient_id  # type: ignore[attr-defined]
-        if len(patient_ids) <= CHUNK:
-            if patient_ids:
-                yield from self.session.execute(query.where(patient.in_(patient_ids)))
+        count = self.patient_count
+        if len(patient_ids) > CHUNK and count is not None and 2 * len(patient_ids) >= count:
+            wanted = set(patient_ids)
+            for row in self.session.execute(query):
+                if row.patient_id in wanted:
+                    yield row
             return
-        wanted = set(patient_ids)
-        for row in self.session.execute(query):
-            if row.patient_id in wanted:
-                yield row
+        for chunk in _chunks(patient_ids):
+            yield from self.session.execute(query.where(patient.in_(chunk)))
 
     def live_patient_ids(self, ids: Sequence[str] | None = None) -> list[str]:
         """Patients of the tenant that exist and are not deleted (all, or those of ``ids``)."""
@@ -86,6 +89,7 @@ class FactReader:
         )
         if ids is None or len(ids) > CHUNK:
             live = self.session.scalars(query).all()
+            self.patient_count = len(live)
             return sorted(live if ids is None else set(live).intersection(ids))
         return sorted(self.session.scalars(query.where(Resource.id.in_(ids))).all()) if ids else []
 
