@@ -24,7 +24,7 @@ from app.errors import Conflict, DomainError, InvalidInput, PayloadTooLarge, Una
 from app.fhir.validation import parse_json
 from app.settings import Settings
 from app.store.db import WRITE_OPTION
-from app.store.repository import Actor, RaceLost, ResourceStore
+from app.store.repository import Actor, ResourceStore
 
 FHIR_MEDIA_TYPES = {"application/fhir+json", "application/json", "application/json+fhir"}
 DEFAULT_TENANT = "default"
@@ -134,7 +134,7 @@ def transact(store: ResourceStore, work: Callable[[], T]) -> T:
             with store.write_lock, store.session.begin():
                 store.session.connection(execution_options={WRITE_OPTION: True})
                 return work()
-        except (IntegrityError, RaceLost):
+        except IntegrityError:
             if attempt == WRITE_ATTEMPTS - 1:
                 store.audit_failure("4")
                 raise Conflict("a concurrent request changed the same resource; retry") from None

@@ -10,7 +10,7 @@ tenant behaves exactly like an unknown id (404), for update-as-create too.
 Idempotency (api.md): an identifier (system, value) is unique per tenant and type. A create whose
 identifier is already stored answers the stored resource (200) when the content is the same
 (ignoring ``id`` and ``meta``) and 409 when it differs. Concurrent duplicates meet at the primary
-key of ``resource_identifier``; the edge retries the request once it loses (see ``app.fhir.routes``).
+key of ``resource_identifier``; the edge retries the request once it loses (``app.deps.transact``).
 """
 
 from __future__ import annotations
@@ -83,10 +83,6 @@ PATIENT_DELETED = select(Resource.deleted).where(  # built once: checked on ever
 
 # SMART interaction letter -> FHIR AuditEvent action (search is E, execute).
 ACTION_OF_INTERACTION = {"c": "C", "r": "R", "u": "U", "d": "D", "s": "E"}
-
-
-class RaceLost(Exception):
-    """A concurrent request committed the same identifier first: retry the whole transaction."""
 
 
 @dataclass(frozen=True)
@@ -327,8 +323,7 @@ class ResourceStore:
                     expression=(f"{rtype}.identifier",),
                 )
             )
-        new_id = rid or str(uuid.uuid4())
-        return self._audited("create", self._write(rtype, new_id, data, None, identifiers_checked=True))
+        return self._audited("create", self._write(rtype, rid or str(uuid.uuid4()), data, None))
 
     def update(
         self, rtype: str, rid: str, data: dict[str, Any], *, if_match: str | None = None
@@ -470,22 +465,20 @@ class ResourceStore:
         row: Resource | None,
         *,
         patient_id: str | None = None,
-        identifiers_checked: bool = False,
     ) -> WriteResult:
         """``patient_id`` given: the caller vouches for the patient (derived resources).
-        ``identifiers_checked``: the caller (a create) has just found the identifiers free in this
-        transaction; a concurrent twin is still caught by the identifier key at commit."""
+
+        Identifiers: a new row relies on the identifier key. A create has looked its identifiers
+        up already; one that a concurrent twin took since fails the key at flush, and the edge
+        retries the request, whose retry answers the twin (api.md Idempotency). A new version of
+        an existing row is checked here, to name the resource that holds the identifier (409)."""
         patient_id = patient_id or self._resolve_patient(rtype, data)
         identifiers = identifiers_of(data)
         index = facts.index_values(rtype, data, self.zone)
         _check_index_lengths(rtype, identifiers, index.tokens)
-        for system, value in [] if identifiers_checked else identifiers:
+        for system, value in identifiers if row is not None else ():
             holder = self.session.get(ResourceIdentifier, (self.tenant, rtype, system, value))
             if holder is not None and holder.resource_id != rid:
-                if row is None:
-                    # A create whose identifier appeared after its idempotency check: a concurrent
-                    # twin committed first. Start over; the retry answers the twin (api.md).
-                    raise RaceLost(f"{rtype} identifier taken concurrently")
                 raise Conflict(
                     Issue(
                         f"identifier {system}|{value} already belongs to {rtype}/{holder.resource_id}",
