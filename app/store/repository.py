@@ -210,8 +210,11 @@ class ResourceStore:
     # ----------------------------------------------------------------- reads
     def _row(self, rtype: str, rid: str, *, lock: bool = False) -> Resource | None:
         """The current row; ``lock`` takes a row lock (PostgreSQL ``FOR UPDATE``) for a write, so
-        concurrent writers of one resource queue instead of racing (SQLite locks the database)."""
-        return self.session.get(Resource, (self.tenant, rtype, rid), with_for_update=lock or None)
+        concurrent writers of one resource queue instead of racing (SQLite locks the database), and
+        reads the row afresh once the lock is held."""
+        return self.session.get(
+            Resource, (self.tenant, rtype, rid), with_for_update=lock or None, populate_existing=lock
+        )
 
     def read(self, rtype: str, rid: str) -> Stored:
         self.require(rtype, "r", rid=rid)
@@ -352,7 +355,7 @@ class ResourceStore:
         """PUT /fhir/{type}?identifier=...: update the one match, create when none, 412 when several."""
         self.require(rtype, "u", "s")
         validate_resource(data, rtype)
-        matches = self.match(rtype, query, "the conditional update")
+        matches = self.match(rtype, query, "the conditional update", lock=True)
         if len(matches) > 1:
             raise PreconditionFailed(f"the conditional update matches {len(matches)} {rtype} resources")
         if not matches:
@@ -399,7 +402,11 @@ class ResourceStore:
             self.delete_derived(derived[0], derived[1])
 
     # --------------------------------------------------------------- helpers
-    def match(self, rtype: str, query: str, where: str) -> list[Resource]:
+    def match(self, rtype: str, query: str, where: str, *, lock: bool = False) -> list[Resource]:
+        """The live resources (at most two) matching a conditional request's search. ``lock``:
+        the matches are locked for the update that follows (PostgreSQL ``FOR UPDATE``) and read
+        afresh once the lock is held, so concurrent conditional updates queue instead of racing
+        for the next version number."""
         try:
             params = parse_qsl(query.split("?", 1)[-1], keep_blank_values=True, strict_parsing=True)
         except ValueError:
@@ -407,18 +414,19 @@ class ResourceStore:
         if not params:
             raise InvalidInput(f"{where} has no search criteria")
         conditions = build_conditions(self.tenant, rtype, params, self.zone, strict=True).conditions
-        return list(
-            self.session.scalars(
-                select(Resource)
-                .where(
-                    Resource.tenant == self.tenant,
-                    Resource.type == rtype,
-                    Resource.deleted.is_(False),
-                    *conditions,
-                )
-                .limit(2)
-            ).all()
+        statement = (
+            select(Resource)
+            .where(
+                Resource.tenant == self.tenant,
+                Resource.type == rtype,
+                Resource.deleted.is_(False),
+                *conditions,
+            )
+            .limit(2)
         )
+        if lock:
+            statement = statement.with_for_update(of=Resource).execution_options(populate_existing=True)
+        return list(self.session.scalars(statement).all())
 
     def by_identifiers(self, rtype: str, data: dict[str, Any]) -> Resource | None:
         """The live resource holding any of the identifiers in ``data``, if one does."""

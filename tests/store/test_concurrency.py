@@ -70,3 +70,23 @@ def test_concurrent_updates_with_if_match_have_one_winner(client: TestClient, fh
     assert statuses.count(200) == 1
     assert statuses.count(412) == 19
     assert fhir.get(f"Patient/{pid}").json()["meta"]["versionId"] == "2"
+
+
+def test_concurrent_conditional_updates_create_one(client: TestClient, fhir: Fhir, db: Any) -> None:
+    """PUT ?identifier= from many clients at once: the first creates, the others lose the race on
+    the identifier key, retry, find it and update it; never a second resource or time entry."""
+    pid = fhir.patient()
+
+    def send(_: int) -> int:
+        return client.put(
+            "/fhir/Encounter?identifier=urn:ehr:enc|same-entry",
+            json=encounter(pid),
+            headers={"Content-Type": FHIR_JSON},
+        ).status_code
+
+    with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+        statuses = list(pool.map(send, range(PARALLEL)))
+    assert statuses.count(201) == 1
+    assert set(statuses) <= {200, 201}
+    assert count_rows(db, "time_entry") == 1
+    assert fhir.get("Encounter", identifier="urn:ehr:enc|same-entry").json()["total"] == 1
