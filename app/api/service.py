@@ -236,11 +236,7 @@ def month_billing_run(store: ResourceStore, settings: Settings, month: Month) ->
         reader = FactReader(session, store.tenant)
 
         def compute() -> MonthRun:
-            start, end = month_window(month, settings)
-            patient_ids = reader.patients_with_entries(start, end)
-            facts = reader.facts(patient_ids)
-            months = (_bill(pid, facts.get(pid, PatientFacts()), month, settings, on) for pid in patient_ids)
-            return MonthRun.of([m for m in months if m.minutes > 0])
+            return MonthRun.of(list(_billed_months(reader, settings, month, on)))
 
         key = (store.tenant, str(month), on)
         return MONTHS.get(key, _data_version(session, store.tenant), compute)
@@ -253,20 +249,27 @@ def stream_month_billing(
     at a time in a read transaction of its own (a snapshot on PostgreSQL too): memory stays flat
     however many patients the month has (the CSV export). The caller has run
     ``begin_month_billing`` in the request's transaction."""
-    on = today(settings)
-    start, end = month_window(month, settings)
     with sessions() as session, session.begin():
         if session.get_bind().dialect.name == "postgresql":
             session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-        reader = FactReader(session, tenant)
-        patient_ids = reader.patients_with_entries(start, end)
-        for first in range(0, len(patient_ids), CHUNK):
-            chunk = patient_ids[first : first + CHUNK]
-            facts = reader.facts(chunk)
-            for patient_id in chunk:
-                billed = _bill(patient_id, facts.get(patient_id, PatientFacts()), month, settings, on)
-                if billed.minutes > 0:
-                    yield billed
+        yield from _billed_months(FactReader(session, tenant), settings, month, today(settings), chunk=CHUNK)
+
+
+def _billed_months(
+    reader: FactReader, settings: Settings, month: Month, on: date, *, chunk: int | None = None
+) -> Iterator[BillingMonth]:
+    """Every patient with counted minutes in the month, ordered by patient id; facts read for
+    ``chunk`` patients at a time (all at once by default)."""
+    start, end = month_window(month, settings)
+    patient_ids = reader.patients_with_entries(start, end)
+    size = chunk or max(len(patient_ids), 1)
+    for first in range(0, len(patient_ids), size):
+        some = patient_ids[first : first + size]
+        facts = reader.facts(some)
+        for patient_id in some:
+            billed = _bill(patient_id, facts.get(patient_id, PatientFacts()), month, settings, on)
+            if billed.minutes > 0:
+                yield billed
 
 
 def _status(patient_id: str, facts: PatientFacts, as_of: date, settings: Settings) -> CareStatus:
