@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, Select, select
+from sqlalchemy import ColumnElement, Row, Select, func, select
 from sqlalchemy.orm import Session
 
 from app.domain import (
@@ -61,7 +61,7 @@ class FactReader:
     def __init__(self, session: Session, tenant: str) -> None:
         self.session = session
         self.tenant = tenant
-        self.patient_count: int | None = None  # live patients of the tenant, once read
+        self.patient_count: int | None = None  # live patients of the tenant, once known
 
     def _rows(self, model: type[Base], patient_ids: Sequence[str]) -> Iterator[Row[Any]]:
         """The rows of ``model`` for ``patient_ids``: ``IN`` lists of up to ``CHUNK`` patients, or,
@@ -72,8 +72,7 @@ class FactReader:
         as scans until its statistics were gathered (benchmarks/RESULTS.md)."""
         query = _columns(model).where(model.tenant == self.tenant)  # type: ignore[attr-defined]
         patient = model.patient_id  # type: ignore[attr-defined]
-        count = self.patient_count
-        if len(patient_ids) > CHUNK and count is not None and 2 * len(patient_ids) >= count:
+        if len(patient_ids) > CHUNK and 2 * len(patient_ids) >= self._patient_count():
             wanted = set(patient_ids)
             for row in self.session.execute(query):
                 if row.patient_id in wanted:
@@ -82,11 +81,18 @@ class FactReader:
         for chunk in _chunks(patient_ids):
             yield from self.session.execute(query.where(patient.in_(chunk)))
 
+    def _live_patients(self) -> tuple[ColumnElement[bool], ...]:
+        return (Resource.tenant == self.tenant, Resource.type == "Patient", Resource.deleted.is_(False))
+
+    def _patient_count(self) -> int:
+        if self.patient_count is None:
+            counted = select(func.count()).select_from(Resource).where(*self._live_patients())
+            self.patient_count = self.session.scalar(counted) or 0
+        return self.patient_count
+
     def live_patient_ids(self, ids: Sequence[str] | None = None) -> list[str]:
         """Patients of the tenant that exist and are not deleted (all, or those of ``ids``)."""
-        query = select(Resource.id).where(
-            Resource.tenant == self.tenant, Resource.type == "Patient", Resource.deleted.is_(False)
-        )
+        query = select(Resource.id).where(*self._live_patients())
         if ids is None or len(ids) > CHUNK:
             live = self.session.scalars(query).all()
             self.patient_count = len(live)

@@ -18,7 +18,7 @@ def _facts(db: Engine, ids: list[str], *, tenant_pass: bool) -> dict[str, Patien
         live = reader.live_patient_ids()  # learns how many patients the tenant has
         assert reader.patient_count == len(live)
         if not tenant_pass:
-            reader.patient_count = None  # unknown: IN lists
+            reader.patient_count = 10 * len(ids)  # a tenant ten times larger: IN lists
         return dict(reader.facts(ids))
 
 
@@ -69,3 +69,26 @@ def test_one_pass_only_when_most_of_the_tenant_is_asked_for(
             event.remove(db, "before_cursor_execute", seen)
     assert few == 5 * 2  # five tables, two IN lists each (chunks of 2)
     assert most == 5  # five tables, one pass each
+
+
+def test_the_tenant_size_is_counted_when_not_yet_known(
+    clinic: Clinic, db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """facts() decides the same way whether or not the live patients were listed before it."""
+    monkeypatch.setattr(reads, "CHUNK", 2)
+    pids = [clinic.enrolled(family=f"T{i}") for i in range(8)]
+    statements: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    with Session(db) as session:
+        reader = FactReader(session, "default")
+        event.listen(db, "before_cursor_execute", seen)
+        try:
+            reader.facts(pids[:5])
+        finally:
+            event.remove(db, "before_cursor_execute", seen)
+    assert reader.patient_count == 8
+    selects = [s for s in statements if s.startswith("SELECT")]  # SQLite also sends its BEGIN
+    assert len(selects) == 1 + 5  # the count, then five tables in one pass each
