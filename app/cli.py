@@ -246,8 +246,8 @@ def import_(
         except ImportAborted as exc:
             err.print(f"[red]cannot import:[/red] {exc}", highlight=False)
             raise typer.Exit(2) from None
-        if report.created or report.updated:
-            analyze(engine)  # the planner's statistics, for the loaded rows
+        if (report.created or report.updated) and not analyze(engine):  # statistics for the new rows
+            err.print("[yellow]could not refresh the planner statistics[/yellow]: run ANALYZE")
     typer.echo(
         f"{file.name}: {report.created} created, {report.updated} updated, {report.unchanged} unchanged, "
         f"{len(report.failures)} failed (tenant {tenant!r})"

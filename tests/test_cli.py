@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, text
 from typer.testing import CliRunner, Result
 
 from app.api.service import today
@@ -20,7 +20,7 @@ from app.demo import clinic
 from app.domain import Month
 from app.measures.instruments import PHQ9
 from app.settings import Settings
-from app.store.db import make_sessionmaker
+from app.store.db import analyze, make_sessionmaker
 from tests.conftest import _empty_tables, count_rows
 
 ACTIVITY = "http://cocm-api.org/fhir/CodeSystem/cocm-activity"
@@ -230,6 +230,16 @@ def test_import_refreshes_the_planner_statistics(env: Engine, tmp_path: Path) ->
     assert result.exit_code == 0, result.output
     after = planner_statistics(env)
     assert after and after != before
+
+
+def test_analyze_is_best_effort(tmp_path: Path) -> None:
+    """A database that refuses ANALYZE (here a read-only SQLite file) makes it answer False; the
+    import it follows has succeeded already."""
+    path = tmp_path / "ro.db"
+    create_engine(f"sqlite:///{path}").connect().close()
+    read_only = create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
+    assert analyze(read_only) is False
+    assert analyze(create_engine(f"sqlite:///{path}")) is True
 
 
 def test_import_stop_on_error_resumes_after_the_fix(env: Engine, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Engine, Insert, create_engine, event, insert
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -67,13 +68,18 @@ def write_lock(engine: Engine) -> AbstractContextManager[object]:
     return threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
 
 
-def analyze(engine: Engine) -> None:
+def analyze(engine: Engine) -> bool:
     """Refresh the query planner's statistics (``ANALYZE``, on SQLite and PostgreSQL alike): after
     a bulk load, until autovacuum gets to it, PostgreSQL plans the new rows as if the tables were
-    empty and scans where an index would do (benchmarks/RESULTS.md)."""
-    with engine.connect() as connection:
-        connection.exec_driver_sql("ANALYZE")
-        connection.commit()
+    empty and scans where an index would do (benchmarks/RESULTS.md). An optimisation only: False,
+    not an exception, when the database refuses it."""
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("ANALYZE")
+            connection.commit()
+    except DBAPIError:
+        return False
+    return True
 
 
 TRANSACTION_INFO = "cocm_transaction"  # Session.info key: state that ends with the transaction
