@@ -33,9 +33,17 @@ from app.store.models import Base
 hypothesis.core.RepresentationPrinter = pretty.RepresentationPrinter  # type: ignore[attr-defined]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED = REPO_ROOT.parent / "shared"
-FIXTURES = SHARED / "fixtures" / "fhir"
+# Published FHIR payloads the suite runs on (tests/fixtures/fhir/README.md says where each is from).
+FIXTURES = REPO_ROOT / "tests" / "fixtures" / "fhir"
 FHIR_JSON = "application/fhir+json"
+
+
+def fixture_files() -> list[Path]:
+    """Every fixture payload; a missing or empty folder fails loudly instead of collecting nothing."""
+    files = sorted(FIXTURES.glob("*.json"))
+    if not files:
+        raise RuntimeError(f"no FHIR fixtures in {FIXTURES}: the suite needs the files committed there")
+    return files
 
 
 def load_fixture(name: str) -> dict[str, Any]:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,8 +21,8 @@ from app.measures.scoring import (
     score_observation,
     score_questionnaire_response,
 )
+from tests.conftest import load_fixture
 
-FIXTURES = Path(__file__).parents[3] / "shared/fixtures/fhir"
 LOINC = "http://loinc.org"
 ORDINAL = "http://hl7.org/fhir/StructureDefinition/ordinalValue"
 ITEM_WEIGHT = "http://hl7.org/fhir/StructureDefinition/itemWeight"
@@ -157,7 +155,7 @@ def violation(call: Callable[[], object]) -> BusinessRuleViolation:
 
 
 def test_us_core_fixture() -> None:
-    resource = json.loads((FIXTURES / "us-core-phq9-questionnaireresponse.json").read_text())
+    resource = load_fixture("us-core-phq9-questionnaireresponse.json")
     result = score(resource)
     assert result.instrument == "PHQ-9"
     assert result.total == 12
@@ -170,7 +168,7 @@ def test_us_core_fixture() -> None:
 
 
 def test_cms_access_fixture_scores_through_the_map() -> None:
-    resource = json.loads((FIXTURES / "cms-access-phq9-questionnaireresponse.json").read_text())
+    resource = load_fixture("cms-access-phq9-questionnaireresponse.json")
     result = score(resource)
     assert (result.instrument, result.total, result.severity, result.item9) == ("PHQ-9", 7, "mild", 0)
     assert result.item_scores == dict(zip(PHQ9.item_codes, [1, 1, 2, 1, 0, 1, 1, 0, 0], strict=True))
@@ -178,7 +176,7 @@ def test_cms_access_fixture_scores_through_the_map() -> None:
 
 
 def test_fixture_totals_are_recomputed_not_read() -> None:
-    resource = json.loads((FIXTURES / "us-core-phq9-questionnaireresponse.json").read_text())
+    resource = load_fixture("us-core-phq9-questionnaireresponse.json")
     resource["item"][9]["answer"] = [{"valueDecimal": 13}]
     result = score(resource)
     assert result.total == 12
@@ -880,7 +878,7 @@ def test_item9_component_ignored_outside_phq9() -> None:
 
 
 def test_derived_observation_for_the_us_core_fixture_validates() -> None:
-    response = json.loads((FIXTURES / "us-core-phq9-questionnaireresponse.json").read_text())
+    response = load_fixture("us-core-phq9-questionnaireresponse.json")
     scored = score(response)
     derived = derived_observation("qr-1", response, scored)
     Observation.model_validate(derived)  # R4B classes accept R4 JSON (api.md)

@@ -2,7 +2,8 @@
 app served by uvicorn on a free local port.
 
 Needs ``/usr/bin/chromium`` and ``/usr/bin/chromedriver`` (``apt-get install -y chromium
-chromium-driver``); without them the test fails and says so. The screenshot is kept as a test
+chromium-driver``). Without them the test is skipped with one line saying how to enable it (pytest's
+``-rs`` prints it), unless ``COCM_REQUIRE_BROWSER=1`` (set by ``.ci/run``): then it fails. The screenshot is kept as a test
 artifact in ``test-artifacts/registry.png``.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -28,6 +30,7 @@ from tests.conftest import REPO_ROOT, Fhir, _empty_tables, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
+REQUIRE_BROWSER = "COCM_REQUIRE_BROWSER"
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 MONTH = "2026-01"
 AS_OF = "2026-01-20"
@@ -63,10 +66,15 @@ def chromium(tmp_path: Path) -> Iterator[tuple[object, Path]]:
     a missing browser is a test failure, not a fixture error)."""
     missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
     if missing:
-        pytest.fail(
-            f"browser test needs {' and '.join(missing)}: "
-            "apt-get update && apt-get install -y chromium chromium-driver"
+        reason = (
+            f"the browser test did not run: no {' and '.join(missing)} "
+            "(apt-get install chromium chromium-driver to run it)"
         )
+        if os.environ.get(REQUIRE_BROWSER, "").lower() in {"1", "true", "yes"}:
+            pytest.fail(f"{REQUIRE_BROWSER} is set and {reason}")
+        # Justified skip: a newcomer's machine need not have Debian's chromium; CI sets
+        # COCM_REQUIRE_BROWSER, so there the absence is a failure and the test never silently stops.
+        pytest.skip(reason)
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
