@@ -12,4 +12,6 @@ USER 10001
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health')"]
+# Binds 0.0.0.0, so it needs credentials: without COCM_API_KEYS or COCM_SMART_CLIENTS_FILE the
+# server refuses to start (COCM_ALLOW_ANONYMOUS=true opens it on purpose, with a warning).
 CMD ["sh", "-c", "cocm migrate && cocm serve --host 0.0.0.0 --port 8000"]

@@ -14,6 +14,7 @@ and messages go to stderr, results to stdout, so ``cocm billing --csv > month.cs
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -41,6 +42,7 @@ from app.api.service import billing_csv_rows, month_billing, today
 from app.bulk import Failure, ImportAborted, import_file, import_store, progress_path
 from app.deps import DEFAULT_TENANT, transact
 from app.domain import BillingMonth, Month
+from app.observability import configure_logging
 from app.settings import Settings, load_settings
 from app.store.db import analyze, make_engine, make_sessionmaker
 from app.store.migrate import upgrade
@@ -90,8 +92,13 @@ def serve(
     port: int = typer.Option(8000, help="port to bind"),
     workers: int = typer.Option(1, help="uvicorn worker processes"),
 ) -> None:
-    """Serve the API with uvicorn (docs at /docs)."""
-    load_settings()  # refuse to start on a bad setting, with its one-line reason
+    """Serve the API with uvicorn (docs at /docs). Without credentials only on a loopback address,
+    unless COCM_ALLOW_ANONYMOUS=true."""
+    settings = load_settings()  # refuse to start on a bad setting, with its one-line reason
+    warning = settings.open_access_warning(host)  # SettingsError: open on the network
+    if warning is not None:
+        configure_logging()
+        logging.getLogger("cocm").warning(warning)
     uvicorn.run(
         "app.main:app", host=host, port=port, workers=workers, proxy_headers=True, access_log=False
     )  # our own request log leaves out paths and query strings (patient identifiers)

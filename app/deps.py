@@ -3,8 +3,9 @@ tenant), the store in a session, the FHIR body reader, and the one transaction p
 
 Authentication (api.md, Access and tenants): ``COCM_API_KEYS`` lists ``key`` or ``key:tenant``
 entries, sent as ``Authorization: Bearer <key>``; keys are compared in constant time and never
-logged. When no key is configured the service runs open, every caller in tenant ``default`` (a
-development default, said in the README); once keys are set every route but the open ones needs one.
+logged. When no key is configured the service runs open, every caller in tenant ``default``: a
+development default that ``cocm serve`` allows only on a loopback address (``Settings.open_access_warning``);
+once keys are set every route but the open ones needs one.
 """
 
 from __future__ import annotations

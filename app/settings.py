@@ -6,6 +6,7 @@ reason (``load_settings`` raises ``SettingsError``, a ``SystemExit``), never a t
 
 from __future__ import annotations
 
+import ipaddress
 from functools import cached_property
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -36,6 +37,9 @@ class Settings(BaseSettings):
     timezone: str = "UTC"
     billing_setting: Literal["physician", "fqhc_rhc"] = "physician"
     api_keys: str = ""
+    # api.md, Access and tenants: without credentials the service is open only on a loopback
+    # address, unless this says that an open service elsewhere is intended.
+    allow_anonymous: bool = False
     max_body_bytes: int = Field(5_242_880, gt=0)
     count_consultant_time: bool = False
     g2214_covered: bool = True
@@ -108,6 +112,30 @@ class Settings(BaseSettings):
         return sqlalchemy_url(self.database_read_url) if self.database_read_url else None
 
     @property
+    def has_credentials(self) -> bool:
+        """API keys or SMART clients are configured: every non-open route needs credentials."""
+        return any(entry.strip() for entry in self.api_keys.split(",")) or self.smart_clients_file is not None
+
+    def open_access_warning(self, host: str) -> str | None:
+        """Whether the service may listen on ``host`` as it is configured (api.md, Access and
+        tenants): ``None`` when credentials are configured, a warning to log when it runs open
+        (on a loopback address, or anywhere with ``COCM_ALLOW_ANONYMOUS``). Raises
+        ``SettingsError`` with a one-line reason for an open service on any other address."""
+        if self.has_credentials:
+            return None
+        if is_loopback(host):
+            return f"the API is open: no credentials are configured, every caller on {host} is tenant default"
+        if self.allow_anonymous:
+            return (
+                f"the API is open to the network on {host}: no credentials are configured and "
+                "COCM_ALLOW_ANONYMOUS=true; every caller is tenant default"
+            )
+        raise SettingsError(
+            f"cocm-api: refusing to serve on {host} without credentials: set COCM_API_KEYS or "
+            "COCM_SMART_CLIENTS_FILE (or COCM_ALLOW_ANONYMOUS=true if an open API is intended)"
+        )
+
+    @property
     def billing(self) -> BillingConfig:
         return BillingConfig(
             timezone=self.timezone,
@@ -128,6 +156,17 @@ class Settings(BaseSettings):
             case_review_due_days=self.case_review_due_days,
             new_patient_weeks=self.case_review_due_weeks,
         )
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback IP (127.0.0.0/8, ::1); a wildcard or any other name is not."""
+    name = host.strip().strip("[]")
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def sqlalchemy_url(text: str) -> URL:

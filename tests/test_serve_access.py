@@ -1,0 +1,167 @@
+"""Closed by default (api.md, Access and tenants): without credentials ``cocm serve`` runs open only
+on a loopback address, with a warning; on any other address it refuses to start with a one-line
+reason unless ``COCM_ALLOW_ANONYMOUS=true``. The process tests start the real console script."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.settings import Settings, SettingsError, is_loopback
+from tests.conftest import REPO_ROOT, free_port
+
+COCM = REPO_ROOT / ".venv" / "bin" / "cocm"
+START_SECONDS = 20.0
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.255.255.254", True),  # all of 127.0.0.0/8
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("LocalHost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("128.0.0.1", False),  # just outside 127.0.0.0/8
+        ("10.0.0.5", False),
+        ("192.168.1.20", False),
+        ("cocm.example.org", False),  # a name may resolve anywhere
+        ("", False),
+    ],
+)
+def test_loopback_addresses(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize(
+    ("settings", "host", "outcome"),
+    [
+        ({}, "127.0.0.1", "warning"),
+        ({}, "localhost", "warning"),
+        ({}, "0.0.0.0", "refused"),
+        ({}, "10.1.2.3", "refused"),
+        ({"allow_anonymous": True}, "0.0.0.0", "warning"),
+        ({"allow_anonymous": True}, "127.0.0.1", "warning"),
+        ({"api_keys": "k1"}, "0.0.0.0", None),
+        ({"api_keys": "k1:clinic-a"}, "127.0.0.1", None),
+        ({"api_keys": " , "}, "0.0.0.0", "refused"),
+        ({"smart_clients_file": "clients.json"}, "0.0.0.0", None),
+    ],
+)
+def test_open_access_decision(settings: dict[str, object], host: str, outcome: str | None) -> None:
+    configured = Settings(database_url="sqlite://", **settings)  # type: ignore[arg-type]
+    if outcome == "refused":
+        with pytest.raises(SettingsError) as refused:
+            configured.open_access_warning(host)
+        message = str(refused.value.code)
+        assert "\n" not in message
+        assert host in message and "COCM_API_KEYS" in message and "COCM_ALLOW_ANONYMOUS" in message
+        return
+    warning = configured.open_access_warning(host)
+    if outcome is None:
+        assert warning is None
+    else:
+        assert warning is not None and "open" in warning and host in warning
+
+
+def _env(tmp_path: Path, **settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COCM_")}
+    env["COCM_DATABASE_URL"] = f"sqlite:///{tmp_path / 'cocm.db'}"
+    env.update({f"COCM_{name.upper()}": value for name, value in settings.items()})
+    return env
+
+
+@contextmanager
+def serving(tmp_path: Path, host: str, **settings: str) -> Iterator[tuple[str, Path]]:
+    """``cocm serve`` as a real process; yields its loopback URL and the file its stderr goes to."""
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("w") as err:
+        process = subprocess.Popen(
+            [str(COCM), "serve", "--host", host, "--port", str(port)],
+            env=_env(tmp_path, **settings),
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_SECONDS
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"cocm serve exited with {process.returncode}: {log.read_text()}")
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"cocm serve did not answer in {START_SECONDS}s: {log.read_text()}")
+            time.sleep(0.1)
+        yield url, log
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _warnings(log: Path) -> list[str]:
+    messages = []
+    for line in log.read_text().splitlines():
+        if line.startswith("{"):
+            entry = json.loads(line)
+            if entry["level"] == "warning":
+                messages.append(entry["message"])
+    return messages
+
+
+def test_serve_on_the_network_without_credentials_refuses_in_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(COCM), "serve", "--host", "0.0.0.0", "--port", str(free_port())],
+        env=_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode != 0
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert "refusing to serve on 0.0.0.0 without credentials" in lines[0]
+    assert "COCM_API_KEYS" in lines[0] and "COCM_ALLOW_ANONYMOUS" in lines[0]
+
+
+def test_serve_on_loopback_without_credentials_is_open_and_says_so(tmp_path: Path) -> None:
+    subprocess.run([str(COCM), "migrate"], env=_env(tmp_path), cwd=tmp_path, check=True, capture_output=True)
+    with serving(tmp_path, "127.0.0.1") as (url, log):
+        searched = httpx.get(f"{url}/fhir/Patient")
+        assert searched.status_code == 200
+        assert searched.json()["type"] == "searchset"
+    (warning,) = _warnings(log)
+    assert "the API is open" in warning
+
+
+def test_serve_on_the_network_with_allow_anonymous_warns(tmp_path: Path) -> None:
+    with serving(tmp_path, "0.0.0.0", allow_anonymous="true") as (url, log):
+        assert httpx.get(f"{url}/health").status_code == 200
+    (warning,) = _warnings(log)
+    assert "open to the network on 0.0.0.0" in warning and "COCM_ALLOW_ANONYMOUS" in warning
+
+
+def test_serve_on_the_network_with_keys_needs_them(tmp_path: Path) -> None:
+    with serving(tmp_path, "0.0.0.0", api_keys="s3cret-key") as (url, log):
+        denied = httpx.get(f"{url}/fhir/Patient")
+        assert denied.status_code == 401
+        assert denied.json()["resourceType"] == "OperationOutcome"
+    assert _warnings(log) == []
