@@ -69,11 +69,13 @@ class Month:
 
 @dataclass(frozen=True)
 class Measurement:
-    """One symptom score: a scored QuestionnaireResponse or a total-score Observation."""
+    """One symptom score: a scored QuestionnaireResponse or a total-score Observation; or, with
+    ``score`` None, a PHQ-9 item 9 answered on its own (an item-level ``44260-8`` Observation), which
+    counts for safety_risk only."""
 
     patient_id: str
     instrument: Instrument
-    score: int
+    score: int | None
     effective: datetime
     source: str  # "QuestionnaireResponse/abc" or "Observation/xyz"
     item9: int | None = None  # PHQ-9 safety item when answered

@@ -53,6 +53,9 @@ Choices the spec leaves open, recorded here once:
   ``excluded is None`` (a cancelled or planned review did not take place).
 - **measurement_overdue** counts a measurement of any instrument (PHQ-2 included: api.md counts its
   total as a measurement), in the episode or not.
+- **Item 9 on its own** (a ``Measurement`` without a score: an item-level ``44260-8`` Observation)
+  counts for ``safety_risk`` as a PHQ-9 with item 9 answered, dated by its effective time (api.md),
+  and for nothing else: it is no total score, so no baseline, latest, count or measurement.
 - **Flag order** is that of the measures.md table: safety_risk, not_improving, measurement_overdue,
   no_recent_contact, case_review_due.
 """
@@ -198,7 +201,7 @@ def care_status(
             _utc(pair[1].effective),
             pair[1].source,
             pair[1].instrument,
-            pair[1].score,
+            -1 if pair[1].score is None else pair[1].score,
             -1 if pair[1].item9 is None else pair[1].item9,
         ),
     )
@@ -289,7 +292,8 @@ def _flags(
     if not_improving:
         flags.append("not_improving")
 
-    if is_open and not _any_since((day for day, _ in dated), as_of, config.measurement_overdue_days):
+    scored_days = (day for day, m in dated if m.score is not None)  # item 9 alone is no measurement
+    if is_open and not _any_since(scored_days, as_of, config.measurement_overdue_days):
         flags.append("measurement_overdue")
 
     if status == "active" and not _any_since(counted_dates, as_of, config.no_recent_contact_days):
@@ -320,19 +324,19 @@ def _any_since(days: Iterable[date], as_of: date, n_days: int) -> bool:
 def _summary(
     instrument: Instrument, in_window: Sequence[tuple[date, Measurement]], config: CareConfig
 ) -> MeasureSummary | None:
-    points = [(day, m) for day, m in in_window if m.instrument == instrument]
+    points = [(day, m.score) for day, m in in_window if m.instrument == instrument and m.score is not None]
     if not points:
         return None
     (base_day, base), (last_day, last) = points[0], points[-1]
     return MeasureSummary(
         instrument=instrument,
-        baseline=ScorePoint(base.score, base_day),
-        latest=ScorePoint(last.score, last_day),
-        change_percent=change_percent(base.score, last.score),
-        response=is_response(base.score, last.score, config.response_fraction),
+        baseline=ScorePoint(base, base_day),
+        latest=ScorePoint(last, last_day),
+        change_percent=change_percent(base, last),
+        response=is_response(base, last, config.response_fraction),
         # measures.md: remission = latest < 5 (PHQ-9 and GAD-7); Coley et al. 2020.
-        remission=last.score < config.remission_below,
-        severity=severity(instrument, last.score),
+        remission=last < config.remission_below,
+        severity=severity(instrument, last),
         count=len(points),
     )
 

@@ -1,7 +1,7 @@
 """Scoring PHQ-9, GAD-7 and PHQ-2 from QuestionnaireResponses and total-score Observations.
 
 Pure functions over the already-validated resource as a plain JSON ``dict``; results are frozen
-dataclasses. The rules are those of ``shared/spec/measures.md`` ("Scoring a QuestionnaireResponse as it
+dataclasses. The rules are those of ``measures.md`` (the project spec) ("Scoring a QuestionnaireResponse as it
 arrives in the wild"); the instrument tables live in :mod:`app.measures.instruments`.
 
 Choices made here (each a documented decision, not an accident):
@@ -55,6 +55,12 @@ Observations (``score_observation``)
     digits after stripping blanks) or ``valueDecimal`` and must be a whole number in range, else
     ``BusinessRuleViolation`` at ``Observation.value[x]``. ``derived_from`` names the
     ``QuestionnaireResponse/<id>`` it was derived from, so that the store counts the pair once.
+    A PHQ-9 total with a ``44260-8`` component carries item 9 (``item9``).
+
+Item 9 on its own (``item9_observation``)
+    An item-level Observation coded ``44260-8`` (counted statuses as above) answers the safety item
+    without a total: an LL358-3 code or a whole number 0-3. Its value, like a ``44260-8`` component's,
+    must be a score; no value (``dataAbsentReason``) means not answered.
 
 Derived Observation (``derived_observation``)
     Severity goes into ``interpretation`` with a code from the service's own code system
@@ -545,36 +551,70 @@ def _observation_value(resource: Mapping[str, Any], instrument: Instrument) -> i
     return score
 
 
+def _is_item9(code: Any) -> bool:
+    """A CodeableConcept naming PHQ-9 item 9 (LOINC, system absent or LOINC)."""
+    codings = code.get("coding") if isinstance(code, Mapping) else None
+    return isinstance(codings, list) and any(
+        isinstance(c, Mapping)
+        and c.get("code") == PHQ9.safety_item
+        and (c.get("system") is None or c.get("system") in _LOINC_SYSTEMS)
+        for c in codings
+    )
+
+
+def _item9_value(element: Mapping[str, Any], label: str, where: str) -> int | None:
+    """The item 9 score carried by ``element`` (an Observation or one of its components): an LL358-3
+    answer code, or a whole number 0-3 as valueInteger, valueDecimal, valueQuantity or digits in
+    valueString. ``None`` without a value (e.g. dataAbsentReason: not answered); any other value
+    raises ``BusinessRuleViolation`` at ``where`` (rejecting beats a silently missed safety item)."""
+    present = [k for k in element if k.startswith("value")]
+    if not present:
+        return None
+    key, value = present[0], element[present[0]]
+    score: int | None = None
+    if key in ("valueInteger", "valueDecimal"):
+        score = _whole(value)
+    elif key == "valueQuantity" and isinstance(value, Mapping) and not value.get("comparator"):
+        score = _whole(value.get("value"))
+    elif key == "valueString" and isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
+        score = int(value.strip())
+    elif key == "valueCodeableConcept" and isinstance(value, Mapping):
+        for coding in value.get("coding") or []:
+            code = coding.get("code") if isinstance(coding, Mapping) else None
+            answer = ANSWERS.get(code) if isinstance(code, str) else None
+            if answer is not None:
+                score = answer.score
+                break
+    if score is None or not 0 <= score <= MAX_ITEM_SCORE:
+        raise _violation(f"{label} is not an answer code or a score 0-{MAX_ITEM_SCORE}", where)
+    return score
+
+
 def _component_item9(resource: Mapping[str, Any]) -> int | None:
     components = resource.get("component")
     if not isinstance(components, list):
         return None
     for i, component in enumerate(components):
-        if not isinstance(component, Mapping):
-            continue
-        codings = (component.get("code") or {}).get("coding") or []
-        if not any(isinstance(c, Mapping) and c.get("code") == PHQ9.safety_item for c in codings):
-            continue
-        where = f"Observation.component[{i}].value[x]"
-        label = f"PHQ-9 item 9 ({PHQ9.safety_item}) component"
-        score: int | None = None
-        if "valueInteger" in component:
-            score = _whole(component["valueInteger"])
-        elif isinstance(component.get("valueQuantity"), Mapping):
-            score = _whole(component["valueQuantity"].get("value"))
-        elif isinstance(component.get("valueCodeableConcept"), Mapping):
-            for coding in component["valueCodeableConcept"].get("coding") or []:
-                code = coding.get("code") if isinstance(coding, Mapping) else None
-                answer = ANSWERS.get(code) if isinstance(code, str) else None
-                if answer is not None:
-                    score = answer.score
-                    break
-        else:
-            return None  # no value (e.g. dataAbsentReason): item 9 not answered
-        if score is None or not 0 <= score <= MAX_ITEM_SCORE:
-            raise _violation(f"{label} is not a score 0-{MAX_ITEM_SCORE}", where)
-        return score
+        if isinstance(component, Mapping) and _is_item9(component.get("code")):
+            return _item9_value(
+                component,
+                f"PHQ-9 item 9 ({PHQ9.safety_item}) component",
+                f"Observation.component[{i}].value[x]",
+            )
     return None
+
+
+def item9_observation(resource: Mapping[str, Any]) -> int | None:
+    """The answer of an item-level PHQ-9 item 9 Observation (code ``44260-8``, status final,
+    amended or corrected); ``None`` for any other Observation or one without a value (api.md: "an
+    item-level Observation with code 44260-8 (value an answer code or an integer)").
+
+    Raises ``BusinessRuleViolation`` at ``Observation.value[x]`` for a value that is not a score.
+    """
+    status = resource.get("status")
+    if not _is_item9(resource.get("code")) or status not in COUNTED_OBSERVATION_STATUSES:
+        return None
+    return _item9_value(resource, f"PHQ-9 item 9 ({PHQ9.safety_item})", "Observation.value[x]")
 
 
 def _derived_from(resource: Mapping[str, Any]) -> str | None:

@@ -6,7 +6,9 @@ extract facts once").
   ``measurement`` row and one derived total-score Observation (tagged ``derived-score``, found with
   ``derived-from``). The response and its derived Observation are one measurement, never two.
 - Observation: a total score (44261-6, 70274-6, 55758-7) sent directly is a measurement, unless it
-  is derived from a QuestionnaireResponse this server has scored (same measurement).
+  is derived from a QuestionnaireResponse this server has scored (same measurement); a PHQ-9 total
+  keeps its ``44260-8`` component as item 9. An item-level ``44260-8`` Observation is a measurement
+  row with item 9 and no score (safety_risk only).
 - Encounter: a time entry and any initiating-visit / APCM facts (``app.billing.facts``).
 - Consent and EpisodeOfCare: their billing facts.
 
@@ -26,7 +28,12 @@ from sqlalchemy.orm import Session
 
 from app.billing import facts as billing_facts
 from app.errors import BusinessRuleViolation, Issue
-from app.measures.scoring import derived_observation, score_observation, score_questionnaire_response
+from app.measures.scoring import (
+    derived_observation,
+    item9_observation,
+    score_observation,
+    score_questionnaire_response,
+)
 from app.store.db import insert_later
 from app.store.models import (
     ConsentFactRow,
@@ -292,20 +299,23 @@ def _extract_observation(store: ResourceStore, rid: str, patient_id: str, data: 
     if is_derived(data):
         return  # the response it came from holds the measurement
     score = score_observation(data)
-    if score is None:
-        return
-    if score.derived_from is not None:
+    if score is not None and score.derived_from is not None:
         response_id = score.derived_from.rsplit("/", 1)[-1]
         already = store.session.get(MeasurementRow, (store.tenant, "QuestionnaireResponse", response_id))
         if already is not None:
             return  # one measurement, never two (measures.md)
+    # api.md: item 9 from every representation. An item-level 44260-8 Observation is a PHQ-9 row
+    # without a score: it counts for safety_risk only (app.care.status).
+    item9 = score.item9 if score is not None else item9_observation(data)
+    if score is None and item9 is None:
+        return
     effective = _effective("Observation", data, store.zone)
     if effective is None:
         effective = parse_instant(data.get("issued"), store.zone)
     if effective is None:
         raise BusinessRuleViolation(
             Issue(
-                "a total-score Observation needs effective[x] or issued to place the score in time",
+                "a total-score or PHQ-9 item 9 Observation needs effective[x] or issued to place it in time",
                 "required",
                 expression=("Observation.effective[x]",),
             )
@@ -318,9 +328,9 @@ def _extract_observation(store: ResourceStore, rid: str, patient_id: str, data: 
             "source_type": "Observation",
             "source_id": rid,
             "patient_id": patient_id,
-            "instrument": score.instrument,
-            "score": score.score,
-            "item9": None,
+            "instrument": score.instrument if score is not None else "PHQ-9",
+            "score": score.score if score is not None else None,
+            "item9": item9,
             "effective": effective,
             "warnings": "[]",
         },

@@ -146,7 +146,7 @@ class MeasurementRow(Base):
     source_id: Mapped[str] = mapped_column(String(RID), primary_key=True)
     patient_id: Mapped[str] = mapped_column(String(RID))
     instrument: Mapped[str] = mapped_column(String(16))
-    score: Mapped[int] = mapped_column(Integer)
+    score: Mapped[int | None] = mapped_column(Integer)  # None: an item-level PHQ-9 item 9 answer
     item9: Mapped[int | None] = mapped_column(Integer)
     effective: Mapped[datetime] = mapped_column(UTCDateTime())
     warnings: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of sentences

@@ -183,7 +183,11 @@ def score_trend(measurements: Sequence[Measurement], as_of: date, settings: Sett
         key=lambda pair: (pair[0], pair[1].effective.replace(tzinfo=pair[1].effective.tzinfo or UTC)),
     )
     for instrument in ("PHQ-9", "GAD-7"):
-        series = [(day, m.score) for day, m in dated if m.instrument == instrument and day <= as_of]
+        series = [
+            (day, m.score)
+            for day, m in dated
+            if m.instrument == instrument and day <= as_of and m.score is not None
+        ]
         if series:
             break
     else:

@@ -45,7 +45,7 @@ _counter = iter(range(10**9))
 
 def m(
     day: date,
-    score: int,
+    score: int | None,
     instrument: Instrument = "PHQ-9",
     item9: int | None = None,
     *,
@@ -405,6 +405,24 @@ def test_safety_risk_returns_with_a_later_positive_item9() -> None:
     measurements = [m(d(1), 15, item9=1), m(d(10), 8, item9=0), m(d(20), 12, item9=1)]
     assert "safety_risk" not in run(d(19), measurements=measurements).flags
     assert "safety_risk" in run(d(20), measurements=measurements).flags
+
+
+def test_item9_alone_raises_and_clears_safety_risk_but_is_no_score() -> None:
+    """An item-level 44260-8 answer (score None): safety_risk only (api.md, item 9 everywhere)."""
+    scored = m(d(1), 16, item9=0)
+    alone = m(d(10), None, item9=2, source="Observation/item9")
+    result = run(d(12), measurements=[scored, alone])
+    assert "safety_risk" in result.flags
+    assert result.phq9 is not None and (result.phq9.latest.score, result.phq9.count) == (16, 1)
+    cleared = run(d(12), measurements=[scored, alone, m(d(11), None, item9=0, source="Observation/later")])
+    assert "safety_risk" not in cleared.flags
+
+
+def test_item9_alone_is_not_a_measurement_for_overdue() -> None:
+    config = dataclasses.replace(CONFIG, measurement_overdue_days=30)
+    alone = [m(d(1), None, item9=0, source="Observation/item9")]
+    assert "measurement_overdue" in run(d(20), measurements=alone, config=config).flags
+    assert run(d(20), measurements=alone, config=config).phq9 is None
 
 
 def test_safety_risk_shown_whatever_the_status() -> None:

@@ -133,3 +133,31 @@ def test_observation_derived_from_a_scored_response_is_not_a_second_measurement(
         }
     )
     assert count_rows(db, "measurement") == 1
+
+
+def test_mii_pro_fixtures_as_sent_score_and_raise_safety_risk(
+    fhir: Fhir, client: TestClient, db: Any
+) -> None:
+    """The MII PRO IG examples, byte for byte: their Patient is made with the id they reference, the
+    PHQ-9 (MII linkIds, valueDecimal total 27, item 9 "nearly every day") scores 27 and raises
+    safety_risk, the GAD-7 (with a PROMIS T-score item that is not summed) scores 13, and the
+    total-score Observation (valueQuantity 27) is a measurement of its own."""
+    assert (
+        fhir.put(
+            "Patient/mii-exa-pro-patient", {"resourceType": "Patient", "id": "mii-exa-pro-patient"}
+        ).status_code
+        == 201
+    )
+    phq9 = fhir.post(load_fixture("mii-pro-phq-9-response.json"))
+    assert phq9.status_code == 201, phq9.text
+    [derived] = derived_for(fhir, phq9.json()["id"])
+    assert derived["valueQuantity"]["value"] == 27
+    assert derived["component"][0]["valueInteger"] == 3  # item 9
+    gad7 = fhir.create(load_fixture("mii-pro-gad-7-response.json"))
+    assert derived_for(fhir, gad7["id"])[0]["valueQuantity"]["value"] == 13
+    assert fhir.post(load_fixture("mii-pro-phq-9-observation.json")).status_code == 201
+    assert count_rows(db, "measurement") == 3
+    care = client.get(
+        "/api/v1/patients/mii-exa-pro-patient/care-status", params={"as_of": "2024-03-31"}
+    ).json()
+    assert care["flags"] == ["safety_risk"]  # never enrolled: the safety flag alone

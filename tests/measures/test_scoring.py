@@ -18,6 +18,7 @@ from app.measures.scoring import (
     ObservationScore,
     ScoredResponse,
     derived_observation,
+    item9_observation,
     score_observation,
     score_questionnaire_response,
 )
@@ -173,6 +174,30 @@ def test_cms_access_fixture_scores_through_the_map() -> None:
     assert (result.instrument, result.total, result.severity, result.item9) == ("PHQ-9", 7, "mild", 0)
     assert result.item_scores == dict(zip(PHQ9.item_codes, [1, 1, 2, 1, 0, 1, 1, 0, 0], strict=True))
     assert result.warnings == ()
+
+
+def test_mii_pro_phq9_fixture_scores_through_the_map() -> None:
+    result = score(load_fixture("mii-pro-phq-9-response.json"))
+    assert (result.instrument, result.total, result.severity, result.item9) == ("PHQ-9", 27, "severe", 3)
+    assert result.warnings == ()  # its valueDecimal total 27 agrees
+
+
+def test_mii_pro_gad7_fixture_leaves_the_promis_t_score_out() -> None:
+    result = score(load_fixture("mii-pro-gad-7-response.json"))
+    assert (result.instrument, result.total, result.severity) == ("GAD-7", 13, "moderate")
+    assert list(result.item_scores.values()) == [2, 3, 2, 1, 2, 1, 2]
+    assert result.warnings == ()
+
+
+def test_mii_pro_observation_fixture_is_a_measurement() -> None:
+    result = score_observation(load_fixture("mii-pro-phq-9-observation.json"))
+    assert result is not None
+    assert (result.instrument, result.score, result.effective, result.item9) == (
+        "PHQ-9",
+        27,
+        "2023-10-01T12:00:00Z",
+        None,
+    )
 
 
 def test_fixture_totals_are_recomputed_not_read() -> None:
@@ -757,7 +782,8 @@ def test_observation_instruments(code: str, value: int, instrument: str, sev: st
 
 
 def test_observation_without_system_is_accepted() -> None:
-    assert score_observation(observation(system=None, valueInteger=3)) is not None
+    result = score_observation(observation(system=None, valueInteger=3))
+    assert result is not None and (result.instrument, result.score) == ("PHQ-9", 3)
 
 
 @pytest.mark.parametrize(
@@ -782,7 +808,12 @@ def test_observation_status_not_counted(status: str) -> None:
 
 @pytest.mark.parametrize("status", ["final", "amended", "corrected"])
 def test_observation_status_counted(status: str) -> None:
-    assert score_observation(observation(status=status, valueInteger=3)) is not None
+    result = score_observation(observation(status=status, valueInteger=3))
+    assert result is not None and (result.instrument, result.score, result.severity) == (
+        "PHQ-9",
+        3,
+        "minimal",
+    )
 
 
 @pytest.mark.parametrize(
@@ -872,6 +903,62 @@ def test_item9_component_ignored_outside_phq9() -> None:
     component = {"code": {"coding": [{"system": LOINC, "code": "44260-8"}]}, "valueInteger": 7}
     result = score_observation(observation("70274-6", valueInteger=3, component=[component]))
     assert result is not None and result.item9 is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({"valueCodeableConcept": {"coding": [{"system": LOINC, "code": "LA6568-5"}]}}, 0),
+        ({"valueCodeableConcept": {"coding": [{"code": "LA6569-3"}]}}, 1),  # system absent
+        ({"valueCodeableConcept": {"coding": [{"system": "urn:x", "code": "a"}, {"code": "LA6571-9"}]}}, 3),
+        ({"valueInteger": 0}, 0),
+        ({"valueInteger": 3}, 3),  # the highest answer
+        ({"valueDecimal": 2.0}, 2),
+        ({"valueQuantity": {"value": 1}}, 1),
+        ({"valueString": " 2 "}, 2),
+        ({"dataAbsentReason": {"text": "asked but declined"}}, None),  # not answered
+    ],
+)
+def test_item9_observation_values(value: dict[str, Any], expected: int | None) -> None:
+    assert item9_observation(observation("44260-8", **value)) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"valueInteger": 4},  # one above the highest answer
+        {"valueInteger": -1},
+        {"valueDecimal": 1.5},
+        {"valueQuantity": {"value": 2, "comparator": ">="}},
+        {"valueString": "several days"},
+        {"valueCodeableConcept": {"coding": [{"system": LOINC, "code": "LA6572-7"}]}},  # a difficulty answer
+        {"valueBoolean": True},
+    ],
+)
+def test_item9_observation_refuses_what_is_not_a_score(value: dict[str, Any]) -> None:
+    error = violation(lambda: item9_observation(observation("44260-8", **value)))
+    assert error.issues[0].expression == ("Observation.value[x]",)
+    assert "PHQ-9 item 9 (44260-8)" in error.issues[0].diagnostics
+
+
+@pytest.mark.parametrize(
+    ("resource", "counted"),
+    [
+        (observation("44260-8", valueInteger=2), True),
+        (observation("44260-8", status="amended", valueInteger=2), True),
+        (observation("44260-8", status="corrected", valueInteger=2), True),
+        (observation("44260-8", status="preliminary", valueInteger=2), False),
+        (observation("44260-8", status="entered-in-error", valueInteger=2), False),
+        (observation("44260-8", system=None, valueInteger=2), True),
+        (observation("44260-8", system="http://example.org/local", valueInteger=2), False),
+        (observation("44261-6", valueInteger=2), False),  # a total, not the item
+        (observation("44255-8", valueInteger=2), False),  # another item
+    ],
+)
+def test_item9_observation_needs_the_code_and_a_counted_status(
+    resource: dict[str, Any], counted: bool
+) -> None:
+    assert (item9_observation(resource) == 2) is counted
 
 
 # --- the derived Observation -----------------------------------------------------------------------
