@@ -145,6 +145,17 @@ def post_token(client: TestClient, form: dict[str, str]) -> Any:
     return client.post("/auth/token", data=form)
 
 
+def granted(response: Any, config: SmartConfig) -> TokenIdentity:
+    """An accepted token request: 200, and the token it issued names rsa-client's tenant and the
+    scope the response says was granted."""
+    assert response.status_code == 200, response.text
+    identity = authenticate_bearer(response.json()["access_token"], config)
+    assert identity is not None
+    assert (identity.tenant, identity.client_id) == ("clinic-a", "rsa-client")
+    assert identity.scopes == parse_scopes(response.json()["scope"])
+    return identity
+
+
 # --- discovery -----------------------------------------------------------------------------------
 
 
@@ -210,22 +221,22 @@ def test_es384_assertion_with_jwks_file(client: TestClient, config: SmartConfig)
     assert identity.scopes == parse_scopes("system/*.cruds")
 
 
-def test_aud_may_be_the_public_token_url(client: TestClient) -> None:
+def test_aud_may_be_the_public_token_url(client: TestClient, config: SmartConfig) -> None:
     response = post_token(client, token_form(assertion(aud=f"{PUBLIC_BASE}/auth/token")))
-    assert response.status_code == 200, response.text
+    assert granted(response, config).scopes == parse_scopes("system/Patient.rs")
 
 
-def test_aud_as_a_list_containing_the_token_url(client: TestClient) -> None:
+def test_aud_as_a_list_containing_the_token_url(client: TestClient, config: SmartConfig) -> None:
     response = post_token(client, token_form(assertion(aud=["https://elsewhere", TOKEN_URL])))
-    assert response.status_code == 200, response.text
+    assert granted(response, config).scopes == parse_scopes("system/Patient.rs")
 
 
-def test_matching_client_id_parameter_is_accepted(client: TestClient) -> None:
+def test_matching_client_id_parameter_is_accepted(client: TestClient, config: SmartConfig) -> None:
     response = post_token(client, token_form(assertion(), client_id="rsa-client"))
-    assert response.status_code == 200, response.text
+    assert granted(response, config).scopes == parse_scopes("system/Patient.rs")
 
 
-def test_clock_skew_is_tolerated(client: TestClient) -> None:
+def test_clock_skew_is_tolerated(client: TestClient, config: SmartConfig) -> None:
     now = int(time.time())
     cases: list[dict[str, Any]] = [
         {"exp": now + 300},
@@ -234,12 +245,12 @@ def test_clock_skew_is_tolerated(client: TestClient) -> None:
     ]
     for claims in cases:
         response = post_token(client, token_form(assertion(**claims)))
-        assert response.status_code == 200, (claims, response.text)
+        assert granted(response, config).scopes == parse_scopes("system/Patient.rs"), claims
 
 
-def test_assertion_without_iat_is_accepted(client: TestClient) -> None:
+def test_assertion_without_iat_is_accepted(client: TestClient, config: SmartConfig) -> None:
     response = post_token(client, token_form(assertion(drop=("iat",))))
-    assert response.status_code == 200, response.text
+    assert granted(response, config).scopes == parse_scopes("system/Patient.rs")
 
 
 def test_token_lifetime_setting(registry_file: Path) -> None:
@@ -258,24 +269,25 @@ def test_token_lifetime_setting(registry_file: Path) -> None:
 # --- scopes --------------------------------------------------------------------------------------
 
 
-def test_scope_subset_is_granted(client: TestClient) -> None:
+def test_scope_subset_is_granted(client: TestClient, config: SmartConfig) -> None:
     """SMART: the server may grant a subset of the requested scopes; the response says which."""
     response = post_token(
         client, token_form(assertion(), "system/Patient.cruds system/Encounter.d user/Patient.rs openid")
     )
-    assert response.status_code == 200, response.text
     assert response.json()["scope"] == "system/Patient.rs"
+    assert granted(response, config).scopes == parse_scopes("system/Patient.rs")
 
 
-def test_wildcard_request_narrowed_to_allowed(client: TestClient) -> None:
+def test_wildcard_request_narrowed_to_allowed(client: TestClient, config: SmartConfig) -> None:
     response = post_token(client, token_form(assertion(), "system/*.*"))
-    assert response.status_code == 200, response.text
     assert response.json()["scope"] == "system/*.rs system/Observation.c"
+    assert granted(response, config).scopes == parse_scopes("system/*.rs system/Observation.c")
 
 
-def test_v1_scope_granted_as_written(client: TestClient) -> None:
+def test_v1_scope_granted_as_written(client: TestClient, config: SmartConfig) -> None:
     response = post_token(client, token_form(assertion(), "system/Patient.read"))
     assert response.json()["scope"] == "system/Patient.read"
+    assert granted(response, config).scopes == parse_scopes("system/Patient.read")
 
 
 @pytest.mark.parametrize("scope", ["system/Patient.cud", "user/*.read", "patient/Patient.rs", "openid"])
@@ -486,7 +498,9 @@ def test_authenticate_bearer_rejects_expired_token(config: SmartConfig) -> None:
     token = issue_access_token(SECRET, "clinic-a", "rsa-client", "system/*.rs", 300, now=time.time() - 301)
     assert authenticate_bearer(token, config) is None
     fresh = issue_access_token(SECRET, "clinic-a", "rsa-client", "system/*.rs", 300)
-    assert authenticate_bearer(fresh, config) is not None
+    assert authenticate_bearer(fresh, config) == TokenIdentity(
+        "clinic-a", "rsa-client", parse_scopes("system/*.rs")
+    )
 
 
 def _resign(token: str, secret: str, alg: str = "HS256", **changes: Any) -> str:
@@ -533,7 +547,9 @@ def test_authenticate_bearer_without_secret(config: SmartConfig) -> None:
     token = issue_access_token(SECRET, "clinic-a", "rsa-client", "system/Patient.r", 300)
     assert authenticate_bearer(token, SmartConfig()) is None
     assert authenticate_bearer(token, SmartConfig(token_secret="short")) is None
-    assert verify_access_token(token, SECRET) is not None
+    assert verify_access_token(token, SECRET) == TokenIdentity(
+        "clinic-a", "rsa-client", parse_scopes("system/Patient.r")
+    )
 
 
 # --- jti stores ----------------------------------------------------------------------------------

@@ -120,11 +120,15 @@ def test_conditional_create_matches_once_then_returns_existing(fhir: Fhir, db: A
     assert count_rows(db, "resource") == 1
 
 
-def test_conditional_create_with_several_matches_is_412(fhir: Fhir) -> None:
+def test_conditional_create_with_several_matches_is_412(fhir: Fhir, db: Any) -> None:
     fhir.create(patient_body(identifier=[{"system": "urn:a", "value": "1"}]))
     fhir.create(patient_body(identifier=[{"system": "urn:b", "value": "1"}]))
-    response = fhir.post(patient_body(), **{"If-None-Exist": "identifier=1"})
+    response = fhir.post(patient_body(gender="male"), **{"If-None-Exist": "identifier=1"})
     assert response.status_code == 412
+    assert response.json()["resourceType"] == "OperationOutcome"
+    assert (count_rows(db, "resource"), count_rows(db, "resource_version")) == (2, 2)
+    stored = [e["resource"] for e in fhir.get("Patient").json()["entry"]]
+    assert [p.get("gender") for p in stored] == ["female", "female"]  # the new body was not written
 
 
 def test_plain_post_retry_with_same_identifier_is_200_and_different_content_409(fhir: Fhir, db: Any) -> None:
@@ -149,13 +153,18 @@ def test_conditional_update_upserts_by_identifier(fhir: Fhir) -> None:
     assert updated.json()["meta"]["versionId"] == "2"
 
 
-def test_update_taking_another_resources_identifier_is_409(fhir: Fhir) -> None:
-    fhir.create(patient_body(identifier=[{"system": "urn:mrn", "value": "1"}]))
+def test_update_taking_another_resources_identifier_is_409(fhir: Fhir, db: Any) -> None:
+    holder = fhir.create(patient_body(identifier=[{"system": "urn:mrn", "value": "1"}]))
     other = fhir.patient()
     response = fhir.put(
         f"Patient/{other}", patient_body(id=other, identifier=[{"system": "urn:mrn", "value": "1"}])
     )
     assert response.status_code == 409
+    assert response.json()["issue"][0]["code"] == "duplicate"
+    assert count_rows(db, "resource_version") == 2  # no new version of either
+    unchanged = fhir.get(f"Patient/{other}").json()
+    assert (unchanged["meta"]["versionId"], "identifier" in unchanged) == ("1", False)
+    assert fhir.get(f"Patient/{holder['id']}").json() == holder
 
 
 def test_prefer_return_minimal_and_operation_outcome(fhir: Fhir) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from tests.api.scenario import Clinic
 from tests.conftest import FHIR_JSON, Fhir, count_rows
@@ -61,13 +62,19 @@ def test_open_paths_need_no_key(keyed: TestClient) -> None:
         assert keyed.get(path).status_code == 200, path
 
 
-def test_key_without_tenant_is_the_default_tenant(keyed: TestClient) -> None:
+def test_key_without_tenant_is_the_default_tenant(keyed: TestClient, db: Any) -> None:
     response = keyed.post(
         "/fhir/Patient",
         json={"resourceType": "Patient"},
         headers={"Content-Type": FHIR_JSON, "Authorization": "Bearer key-d"},
     )
     assert response.status_code == 201
+    pid = response.json()["id"]
+    with db.connect() as conn:
+        tenant = conn.execute(text("SELECT tenant FROM resource WHERE id = :id"), {"id": pid}).scalar_one()
+    assert tenant == "default"
+    assert keyed.get(f"/fhir/Patient/{pid}", headers={"Authorization": "Bearer key-d"}).status_code == 200
+    assert keyed.get(f"/fhir/Patient/{pid}", headers=A).status_code == 404
 
 
 def _seed_tenant_a(client: TestClient) -> dict[str, str]:
@@ -178,8 +185,9 @@ def test_every_route_is_isolated_by_tenant(keyed: TestClient, db: Any) -> None:
     assert app_routes - covered == set(), "a route is not walked by the tenant test"
 
 
-def test_reference_to_another_tenants_patient_is_rejected(keyed: TestClient) -> None:
+def test_reference_to_another_tenants_patient_is_rejected(keyed: TestClient, db: Any) -> None:
     ids = _seed_tenant_a(keyed)
+    resources, measurements = count_rows(db, "resource"), count_rows(db, "measurement")
     body = {
         "resourceType": "Observation",
         "status": "final",
@@ -190,6 +198,8 @@ def test_reference_to_another_tenants_patient_is_rejected(keyed: TestClient) -> 
     }
     response = keyed.post("/fhir/Observation", json=body, headers={**B, "Content-Type": FHIR_JSON})
     assert response.status_code == 422
+    assert response.json()["issue"][0]["expression"] == ["Observation.subject"]
+    assert (count_rows(db, "resource"), count_rows(db, "measurement")) == (resources, measurements)
 
 
 def test_same_identifier_in_two_tenants_is_two_patients(keyed: TestClient) -> None:
