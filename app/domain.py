@@ -181,8 +181,37 @@ class CodeUnits:
     system: str = "http://www.ama-assn.org/go/cpt"
 
 
+def _ordinal(unit: int) -> str:
+    words = {1: "", 2: "a second ", 3: "a third ", 4: "a fourth ", 5: "a fifth "}
+    return words.get(unit, f"unit {unit} of ")
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """The next code a month's minutes can reach: ``minutes`` counted minutes in the month earn
+    unit ``unit`` of ``code`` (an ``add_on`` adds units to a base code already earned)."""
+
+    minutes: int
+    code: str
+    unit: int = 1
+    add_on: bool = False
+
+    @property
+    def label(self) -> str:
+        """ "99492", "a second 99494"."""
+        return f"{_ordinal(self.unit)}{self.code}"
+
+    def clause(self, minutes: int) -> str:
+        """ "14 more needed for 99492", "21 more for a second 99494"."""
+        return f"{self.minutes - minutes} more {'for' if self.add_on else 'needed for'} {self.label}"
+
+
 @dataclass(frozen=True)
 class BillingMonth:
+    """One patient's month (api.md, "Billing month"). ``rule_set`` names the rule set that billed
+    it and ``pending`` the codes more minutes would earn, nearest first (``None`` and empty without
+    an episode; empty also when more minutes add nothing)."""
+
     patient_id: str
     month: Month
     setting: BillingSetting
@@ -194,3 +223,14 @@ class BillingMonth:
     blockers: tuple[str, ...]
     notes: tuple[str, ...]
     counted_sources: tuple[str, ...] = field(default=())  # Encounters that counted
+    rule_set: str | None = None
+    pending: tuple[Threshold, ...] = ()  # thresholds still ahead, nearest first
+
+    @property
+    def next_threshold(self) -> Threshold | None:
+        return self.pending[0] if self.pending else None
+
+    @property
+    def progress(self) -> str:
+        """ "3 more needed for G2214, 14 more needed for 99492" ("" when nothing is pending)."""
+        return ", ".join(threshold.clause(self.minutes) for threshold in self.pending)

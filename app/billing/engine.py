@@ -60,6 +60,7 @@ from app.domain import (
     ConsentFact,
     EpisodeOfCareFact,
     Month,
+    Threshold,
     TimeEntry,
     VisitFact,
 )
@@ -123,6 +124,8 @@ def bill_month(
 
     notes: list[str] = []
     codes: tuple[CodeUnits, ...] = ()
+    rule_set_name: str | None = None
+    pending: tuple[Threshold, ...] = ()
     if episode is None or kind is None:
         notes.append(_no_episode_note(month, minutes, episodes_of_care))
     else:
@@ -146,6 +149,8 @@ def bill_month(
         else:
             evaluation = evaluate(rule_set, kind, episode.program, minutes, config)
             codes = evaluation.codes
+            rule_set_name = rule_set.name
+            pending = evaluation.pending
             rule = rule_set.initial if kind == "initial" else rule_set.subsequent
             notes += _code_notes(evaluation, minutes, config, rule)
             if episode.program == "general-bhi":
@@ -199,6 +204,8 @@ def bill_month(
         blockers=tuple(blockers),
         notes=tuple(notes),
         counted_sources=tuple(entry.source for entry in counted),
+        rule_set=rule_set_name,
+        pending=pending,
     )
 
 

@@ -35,7 +35,7 @@ from datetime import date
 from typing import Final, Literal
 
 from app.billing.codes import CPT, HCPCS
-from app.domain import BillingConfig, BillingSetting, CodeUnits, Program
+from app.domain import BillingConfig, BillingSetting, CodeUnits, Program, Threshold
 
 MonthKind = Literal["initial", "subsequent"]
 Variant = Literal["standard", "apcm"]
@@ -244,17 +244,19 @@ def rule_set_for(setting: BillingSetting, day: date, variant: Variant = "standar
 
 @dataclass(frozen=True)
 class Evaluation:
-    """What the minutes earn under one rule set, with what the notes need."""
+    """What the minutes earn under one rule set, with what the notes need. ``pending`` lists the
+    thresholds still ahead, nearest first (empty when more minutes add nothing)."""
 
     codes: tuple[CodeUnits, ...]
-    progress: str  # e.g. "3 more needed for 99492" ("" when nothing is pending)
+    minutes: int
+    pending: tuple[Threshold, ...]
     base_reached: bool
     capped_from: int | None = None  # add-on units before the cap, when the cap cut them
 
-
-def _ordinal(units: int) -> str:
-    words = {1: "", 2: "a second ", 3: "a third ", 4: "a fourth ", 5: "a fifth "}
-    return words.get(units, f"unit {units} of ")
+    @property
+    def progress(self) -> str:
+        """The pending thresholds as a sentence (``BillingMonth.progress``)."""
+        return ", ".join(threshold.clause(self.minutes) for threshold in self.pending)
 
 
 def evaluate(
@@ -266,36 +268,40 @@ def evaluate(
         if rule_set.general_bhi_transition is not None and config.fqhc_g0511_transition:
             bhi = rule_set.general_bhi_transition
         if minutes >= bhi.minutes:
-            return Evaluation((CodeUnits(bhi.code, 1, bhi.system),), "", base_reached=True)
-        return Evaluation((), f"{bhi.minutes - minutes} more needed for {bhi.code}", base_reached=False)
+            return Evaluation((CodeUnits(bhi.code, 1, bhi.system),), minutes, (), base_reached=True)
+        return Evaluation((), minutes, (Threshold(bhi.minutes, bhi.code),), base_reached=False)
 
     rule = rule_set.initial if kind == "initial" else rule_set.subsequent
     base = rule.base
     if minutes < base.minutes:
         fallback = rule.fallback if config.g2214_covered else None
+        base_threshold = Threshold(base.minutes, base.code)
         if fallback is not None and minutes >= fallback.minutes:
             return Evaluation(
                 (CodeUnits(fallback.code, 1, fallback.system),),
-                f"{base.minutes - minutes} more needed for {base.code}",
+                minutes,
+                (base_threshold,),
                 base_reached=False,
             )
-        needs = [f"{base.minutes - minutes} more needed for {base.code}"]
-        if fallback is not None:
-            needs.insert(0, f"{fallback.minutes - minutes} more needed for {fallback.code}")
-        return Evaluation((), ", ".join(needs), base_reached=False)
+        pending = (
+            (base_threshold,)
+            if fallback is None
+            else (Threshold(fallback.minutes, fallback.code), base_threshold)
+        )
+        return Evaluation((), minutes, pending, base_reached=False)
 
     codes = [CodeUnits(base.code, 1, base.system)]
     add_on = rule.add_on
     if add_on is None:
-        return Evaluation(tuple(codes), "", base_reached=True)
+        return Evaluation(tuple(codes), minutes, (), base_reached=True)
     units = add_on.units(minutes)
     cap = config.max_99494_units
     billed = units if cap is None else min(units, cap)
     if billed:
         codes.append(CodeUnits(add_on.code, billed, add_on.system))
     capped_from = units if billed < units else None
-    if cap is not None and billed >= cap:
-        progress = ""  # more minutes add nothing
-    else:
-        progress = f"{add_on.minutes_for(units + 1) - minutes} more for {_ordinal(units + 1)}{add_on.code}"
-    return Evaluation(tuple(codes), progress, base_reached=True, capped_from=capped_from)
+    next_unit = Threshold(add_on.minutes_for(units + 1), add_on.code, units + 1, add_on=True)
+    at_cap = cap is not None and billed >= cap  # more minutes add nothing
+    return Evaluation(
+        tuple(codes), minutes, () if at_cap else (next_unit,), base_reached=True, capped_from=capped_from
+    )

@@ -15,11 +15,11 @@ Choices:
 - **"This month"** is the calendar month of ``as_of``. Its minutes count the time entries dated on
   or before ``as_of`` (clinic time zone), and the engine runs with ``as_of`` as its "today" (episodes
   as known then), so that a page for a past date shows what was known on that date.
-- **Next threshold.** The billing engine decides the codes (``bill_month``); what is still pending
-  is ``app.billing.rules.evaluate``'s ``progress`` ("14 more needed for 99492", "21 more for a
-  second 99494") for the same rule set, month kind and program the engine uses. Its first clause is
-  the nearest threshold and is shown as "22 of 36 min for 99492"; an empty progress (base reached
-  without add-on, or the 99494 cap reached) shows the minutes and the codes only.
+- **Next threshold.** The billing engine decides the codes and what is still pending
+  (``bill_month``: ``BillingMonth.pending``, nearest first). The nearest is shown as "22 of 36 min
+  for 99492", the whole list ("14 more needed for 99492", "21 more for a second 99494") as the
+  cell's title; nothing pending (base reached without add-on, or the 99494 cap reached) shows the
+  minutes and the codes only.
 - **Trend.** The primary instrument (PHQ-9, else GAD-7: measures.md) over every measurement dated
   on or before ``as_of``, x proportional to time, y on the instrument's full range; the dashed line
   is the "not improving" score (``CareConfig.not_improving_min_score``).
@@ -31,7 +31,6 @@ Choices:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -44,10 +43,8 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from app.api.service import month_billing, month_wide_reads, parse_as_of, parse_month, sorted_registry
-from app.billing.codes import APCM_BASE_CODES
 from app.billing.engine import bill_month
-from app.billing.episodes import distinct_entries, episode_for_month, find_episodes, local_date
-from app.billing.rules import Variant, evaluate, rule_set_for
+from app.billing.episodes import local_date
 from app.care.registry import registry_page
 from app.care.status import FLAGS, STATUSES, CareStatus, MeasureSummary
 from app.deps import SettingsDep, StoreDep, transact
@@ -91,8 +88,6 @@ STATUS_LABELS: Final = {
     "inactive": "Inactive",
     "discharged": "Discharged",
 }
-# rules.evaluate's progress clauses: "14 more needed for 99492", "21 more for a second 99494".
-_PROGRESS_RE: Final = re.compile(r"^(\d+) more (?:needed )?for (.+)$")
 
 AsOf = Annotated[str | None, Query(description="YYYY-MM-DD; default today in the clinic time zone")]
 Limit = Annotated[int, Query(ge=1, le=500)]
@@ -223,39 +218,28 @@ def score_trend(measurements: Sequence[Measurement], as_of: date, settings: Sett
 def minute_progress(
     patient_id: str, facts: PatientFacts, month: Month, as_of: date, settings: Settings
 ) -> MinuteProgress:
-    """Counted minutes of ``month`` up to ``as_of`` and what the next threshold is, from the billing
-    engine and the rule set it bills with, both as known on ``as_of`` (module docstring)."""
-    config = settings.billing
+    """Counted minutes of ``month`` up to ``as_of`` and the next threshold, as the billing engine
+    decides them on ``as_of`` (module docstring)."""
     entries = [e for e in facts.entries if local_date(e, settings.zone) <= as_of]
-    on = as_of  # the engine's "today": episodes as known on as_of
     billed = bill_month(
-        patient_id, month, entries, facts.episodes_of_care, facts.consents, facts.visits, config, on
+        patient_id,
+        month,
+        entries,
+        facts.episodes_of_care,
+        facts.consents,
+        facts.visits,
+        settings.billing,
+        as_of,
     )
-    kind = billed.month_kind
-    progress = ""
-    if kind is not None:
-        # The same episode, variant and rule set as bill_month.
-        episodes = find_episodes(
-            distinct_entries(entries), facts.episodes_of_care, config, as_of=max(on, month.last_day)
-        )
-        episode = episode_for_month(episodes, month)
-        apcm = any(
-            (visit.system, visit.code) in APCM_BASE_CODES and Month.of(visit.on) == month
-            for visit in facts.visits
-        )
-        variant: Variant = "apcm" if config.apcm_addons and apcm else "standard"
-        rule_set = rule_set_for(config.setting, month.first_day, variant) or rule_set_for(
-            config.setting, month.first_day
-        )
-        if episode is not None and rule_set is not None:
-            progress = evaluate(rule_set, kind, episode.program, billed.minutes, config).progress
-    target_minutes: int | None = None
-    target_label: str | None = None
-    match = _PROGRESS_RE.match(progress.split(", ")[0]) if progress else None
-    if match is not None:
-        target_minutes = billed.minutes + int(match.group(1))
-        target_label = match.group(2)
-    return MinuteProgress(billed.minutes, kind, billed.codes, target_minutes, target_label, progress)
+    target = billed.next_threshold
+    return MinuteProgress(
+        billed.minutes,
+        billed.month_kind,
+        billed.codes,
+        target.minutes if target is not None else None,
+        target.label if target is not None else None,
+        billed.progress,
+    )
 
 
 def _codes_text(codes: Sequence[CodeUnits]) -> str:

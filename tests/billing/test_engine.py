@@ -565,3 +565,52 @@ def test_more_minutes_never_fewer_units(
     after = _bill([*history, *month, extra], config)
     assert after.minutes >= before.minutes
     assert _units(after) >= _units(before)
+
+
+# --- the next threshold: one decision for the notes, the JSON and the registry page ---------------
+
+
+@pytest.mark.parametrize(
+    ("minutes", "config", "pending"),
+    [
+        # initial month (billing.md: G2214 from 16 min, 99492 from 36, 99494 for each further 30
+        # beyond 70 from its midpoint: 86, 116, ...)
+        (15, BillingConfig(), [(16, "G2214", 1, False), (36, "99492", 1, False)]),
+        (16, BillingConfig(), [(36, "99492", 1, False)]),
+        (35, BillingConfig(), [(36, "99492", 1, False)]),
+        (36, BillingConfig(), [(86, "99494", 1, True)]),
+        (85, BillingConfig(), [(86, "99494", 1, True)]),
+        (86, BillingConfig(), [(116, "99494", 2, True)]),
+        (116, BillingConfig(), [(146, "99494", 3, True)]),
+        (15, BillingConfig(g2214_covered=False), [(36, "99492", 1, False)]),
+        (86, BillingConfig(max_99494_units=1), []),  # at the cap more minutes add nothing
+        (85, BillingConfig(max_99494_units=1), [(86, "99494", 1, True)]),
+    ],
+)
+def test_pending_thresholds_of_an_initial_month(
+    minutes: int, config: BillingConfig, pending: list[tuple[int, str, int, bool]]
+) -> None:
+    result = bill([entry(date(2026, 1, 5), minutes)], config=config)
+    assert [(t.minutes, t.code, t.unit, t.add_on) for t in result.pending] == pending
+    assert result.next_threshold == (result.pending[0] if result.pending else None)
+    assert result.rule_set is not None
+    # the biller's note says the same thing
+    assert (
+        result.notes[0].endswith(result.progress)
+        if result.progress
+        else result.notes[0] == f"{minutes} counted minutes"
+    )
+
+
+def test_threshold_labels_and_clauses() -> None:
+    result = bill([entry(date(2026, 1, 5), 90)])
+    threshold = result.next_threshold
+    assert threshold is not None
+    assert (threshold.label, threshold.clause(90)) == ("a second 99494", "26 more for a second 99494")
+    first = bill([entry(date(2026, 1, 5), 20)]).next_threshold
+    assert first is not None and first.clause(20) == "16 more needed for 99492"
+
+
+def test_no_episode_no_threshold() -> None:
+    result = bill([], month="2026-01")
+    assert (result.month_kind, result.rule_set, result.pending, result.progress) == (None, None, (), "")
