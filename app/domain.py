@@ -12,7 +12,7 @@ import calendar
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Literal
+from typing import Final, Literal
 
 Instrument = Literal["PHQ-9", "GAD-7", "PHQ-2"]
 Program = Literal["cocm", "general-bhi"]
@@ -82,6 +82,12 @@ class Measurement:
     warnings: tuple[str, ...] = ()
 
 
+# api.md activity table: the psychiatric consultant's own time, counted only by setting.
+PSYCHIATRIC_CONSULTATION: Final = "psychiatric-consultation"
+# The reason such an entry does not count (its other reasons are in ``TimeEntry.excluded``).
+PSYCHIATRIC_CONSULTANT: Final = "psychiatric_consultant"
+
+
 @dataclass(frozen=True)
 class TimeEntry:
     """One Encounter carrying a CoCM activity code.
@@ -97,6 +103,17 @@ class TimeEntry:
     activity: str
     source: str  # "Encounter/abc"
     excluded: str | None = None
+
+    def uncounted_reason(self, *, count_consultant_time: bool) -> str | None:
+        """Why this entry does not count toward care-manager minutes, ``None`` when it counts: the
+        one definition of billing.md "What time counts" (billing, last contact, care status).
+        Its own ``excluded`` reason, else ``psychiatric_consultant`` for the consultant's own time
+        unless ``count_consultant_time``."""
+        if self.excluded is not None:
+            return self.excluded
+        if self.activity == PSYCHIATRIC_CONSULTATION and not count_consultant_time:
+            return PSYCHIATRIC_CONSULTANT
+        return None
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from typing import Final
 
+from app.domain import PSYCHIATRIC_CONSULTATION
+
 CPT: Final = "http://www.ama-assn.org/go/cpt"
 HCPCS: Final = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
 HCPCS_HTTP: Final = "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
 # api.md, "What the service reads from each resource": the CoCM activity code system.
 ACTIVITY_SYSTEM: Final = "http://cocm-api.org/fhir/CodeSystem/cocm-activity"
 
-# api.md activity table; all count except the consultant's own time, which is a setting.
-PSYCHIATRIC_CONSULTATION: Final = "psychiatric-consultation"
+# api.md activity table; all count except the consultant's own time, which is a setting
+# (PSYCHIATRIC_CONSULTATION, TimeEntry.uncounted_reason).
 ACTIVITY_CODES: Final = frozenset(
     {
         "initial-assessment",

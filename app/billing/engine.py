@@ -6,7 +6,7 @@ facts passed must belong to ``patient_id`` (else ValueError: mixing patients is 
 
 Choices:
 
-- Minutes. Counted entries (``episodes.uncounted_reason`` is None) whose start falls in the month in the
+- Minutes. Counted entries (``TimeEntry.uncounted_reason`` is None) whose start falls in the month in the
   clinic time zone; their seconds are summed and floored to whole minutes once (never per entry).
   Entries with the same source are one entry. Input order never matters.
 - Episode. ``find_episodes`` as of the later of ``today`` and the month's last day: everything known
@@ -42,18 +42,19 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
-from app.billing.codes import APCM_BASE_CODES, INITIATING_VISIT_CODES, PSYCHIATRIC_CONSULTATION
+from app.billing.codes import APCM_BASE_CODES, INITIATING_VISIT_CODES
 from app.billing.episodes import (
-    PSYCHIATRIC_CONSULTANT,
     distinct_entries,
     episode_for_month,
     find_episodes,
+    is_counted,
     local_date,
     month_kind,
-    uncounted_reason,
 )
 from app.billing.rules import Evaluation, KindRule, Variant, evaluate, exclusion_violations, rule_set_for
 from app.domain import (
+    PSYCHIATRIC_CONSULTANT,
+    PSYCHIATRIC_CONSULTATION,
     BillingConfig,
     BillingMonth,
     CodeUnits,
@@ -114,7 +115,7 @@ def bill_month(
     zone = ZoneInfo(config.timezone)
     unique = distinct_entries(entries)
     in_month = [entry for entry in unique if Month.of(local_date(entry, zone)) == month]
-    counted = [entry for entry in in_month if uncounted_reason(entry, config) is None]
+    counted = [entry for entry in in_month if is_counted(entry, config)]
     counted_seconds = sum(entry.seconds for entry in counted)
     minutes = counted_seconds // 60
 
@@ -253,7 +254,7 @@ def _uncounted_notes(in_month: Sequence[TimeEntry], config: BillingConfig) -> li
     groups: dict[str, list[TimeEntry]] = defaultdict(list)
     consultant_counted: list[TimeEntry] = []
     for entry in in_month:
-        reason = uncounted_reason(entry, config)
+        reason = entry.uncounted_reason(count_consultant_time=config.count_consultant_time)
         if reason is not None:
             groups[reason].append(entry)
         elif entry.activity == PSYCHIATRIC_CONSULTATION:

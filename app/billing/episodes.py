@@ -6,7 +6,7 @@ Pure: facts in, ``Episode`` values out. Months and days are taken in the clinic 
 Choices:
 
 - What counts. An entry counts when ``excluded`` is ``None`` and it is not the psychiatric consultant's
-  own time (unless ``config.count_consultant_time``): ``uncounted_reason`` is the one definition, shared
+  own time (unless ``config.count_consultant_time``): ``TimeEntry.uncounted_reason`` is the one definition, shared
   with the engine. Entries with the same ``source`` are one entry (a retried write): the one kept is
   chosen by value, never by position, so input order never matters.
 - Active month. A month "has counted minutes" when its counted seconds, summed and floored once, reach
@@ -56,13 +56,9 @@ from datetime import date, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from app.billing.codes import PSYCHIATRIC_CONSULTATION
 from app.domain import BillingConfig, Episode, EpisodeOfCareFact, Month, Program, TimeEntry
 
 MonthKind = Literal["initial", "subsequent"]
-
-# Reason an entry is left out because of a setting (entries' own reasons are in TimeEntry.excluded).
-PSYCHIATRIC_CONSULTANT = "psychiatric_consultant"
 
 
 def distinct_entries(entries: Iterable[TimeEntry]) -> list[TimeEntry]:
@@ -79,17 +75,8 @@ def _entry_key(entry: TimeEntry) -> tuple[object, ...]:
     return (entry.start, entry.source, entry.seconds, entry.activity, entry.excluded or "")
 
 
-def uncounted_reason(entry: TimeEntry, config: BillingConfig) -> str | None:
-    """Why ``entry`` does not count (``TimeEntry.excluded`` or ``psychiatric_consultant``), else None."""
-    if entry.excluded is not None:
-        return entry.excluded
-    if entry.activity == PSYCHIATRIC_CONSULTATION and not config.count_consultant_time:
-        return PSYCHIATRIC_CONSULTANT
-    return None
-
-
 def is_counted(entry: TimeEntry, config: BillingConfig) -> bool:
-    return uncounted_reason(entry, config) is None
+    return entry.uncounted_reason(count_consultant_time=config.count_consultant_time) is None
 
 
 def local_date(entry: TimeEntry, zone: ZoneInfo) -> date:

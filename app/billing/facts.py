@@ -56,11 +56,10 @@ from app.billing.codes import (
     APCM_BASE_CODES,
     INITIATING_VISIT_CODES,
     INPATIENT_CLASS_CODES,
-    PSYCHIATRIC_CONSULTATION,
     SEPARATELY_BILLED_CODES,
     canonical_system,
 )
-from app.domain import ConsentFact, EpisodeOfCareFact, Program, TimeEntry, VisitFact
+from app.domain import PSYCHIATRIC_CONSULTATION, ConsentFact, EpisodeOfCareFact, Program, TimeEntry, VisitFact
 from app.errors import BusinessRuleViolation, InvalidInput, Issue
 
 _DATE_RE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")

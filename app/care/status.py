@@ -95,7 +95,6 @@ FLAGS: Final[tuple[Flag, ...]] = (
 # it counts for measurement_overdue but has no measure block of its own.
 TRACKED_INSTRUMENTS: Final[tuple[Instrument, ...]] = ("PHQ-9", "GAD-7")
 
-CONSULTANT_ACTIVITY: Final = "psychiatric-consultation"
 CASE_REVIEW_ACTIVITY: Final = "case-review"
 OPEN_STATUSES: Final[frozenset[Status]] = frozenset({"active", "relapse_prevention"})
 
@@ -206,7 +205,11 @@ def care_status(
         ),
     )
     entry_dates = [pair for pair in ((_local_date(e.start, zone), e) for e in entries) if pair[0] <= as_of]
-    counted_dates = [day for day, e in entry_dates if _counts(e, count_consultant_time=count_consultant_time)]
+    counted_dates = [
+        day
+        for day, e in entry_dates
+        if e.uncounted_reason(count_consultant_time=count_consultant_time) is None
+    ]
     last_contact = max(counted_dates, default=None)
 
     episode = _current_episode(episodes, as_of)
@@ -382,13 +385,6 @@ def _has_ended(episode: Episode, as_of: date) -> bool:
     if episode.end is not None:
         return episode.end <= as_of
     return episode.end_reason is not None
-
-
-def _counts(entry: TimeEntry, *, count_consultant_time: bool) -> bool:
-    # billing.md, "What time counts": excluded entries never; the consultant's own time by setting.
-    if entry.excluded is not None:
-        return False
-    return entry.activity != CONSULTANT_ACTIVITY or count_consultant_time
 
 
 def _zone(name: str) -> ZoneInfo:

@@ -12,7 +12,6 @@ from app.billing.episodes import (
     find_episodes,
     is_counted,
     month_kind,
-    uncounted_reason,
 )
 from app.domain import BillingConfig, Episode, EpisodeOfCareFact, Month, Program, TimeEntry
 
@@ -127,7 +126,7 @@ def test_consultant_time_counts_with_setting() -> None:
     assert find_episodes(entries, [], CONFIG, FAR) == []
     config = BillingConfig(count_consultant_time=True)
     assert find_episodes(entries, [], config, FAR)[0].start == date(2026, 1, 10)
-    assert uncounted_reason(entries[0], CONFIG) == "psychiatric_consultant"
+    assert entries[0].uncounted_reason(count_consultant_time=False) == "psychiatric_consultant"
     assert is_counted(entries[0], config)
 
 
@@ -258,3 +257,24 @@ def test_entry_order_and_duplicates_never_matter() -> None:
 def test_invalid_inactivity_setting() -> None:
     with pytest.raises(ValueError, match="inactive_after_months"):
         find_episodes([], [], BillingConfig(inactive_after_months=0), FAR)
+
+
+@pytest.mark.parametrize(
+    ("activity", "excluded", "count_consultant_time", "reason"),
+    [
+        ("follow-up", None, False, None),
+        ("case-review", None, False, None),
+        ("psychiatric-consultation", None, False, "psychiatric_consultant"),
+        ("psychiatric-consultation", None, True, None),
+        ("follow-up", "not_finished", True, "not_finished"),  # the entry's own reason wins
+        ("psychiatric-consultation", "inpatient", True, "inpatient"),
+        ("psychiatric-consultation", "separately_billed", False, "separately_billed"),
+    ],
+)
+def test_what_time_counts(
+    activity: str, excluded: str | None, count_consultant_time: bool, reason: str | None
+) -> None:
+    """billing.md "What time counts", defined once on TimeEntry (billing and care status use it)."""
+    one = entry(date(2026, 1, 10), activity=activity, excluded=excluded)
+    assert one.uncounted_reason(count_consultant_time=count_consultant_time) == reason
+    assert is_counted(one, BillingConfig(count_consultant_time=count_consultant_time)) is (reason is None)
