@@ -7,7 +7,7 @@
   never cached.
 
 The app provides ``app.state.smart_server`` (``load_smart_server``; None when no client registry
-is configured) and either ``app.state.jti_store`` (a ``JtiStore``, e.g. ``MemoryJtiStore`` in
+is configured) and either ``app.state.jti_store`` (a ``JtiStore``, e.g. ``tests.auth.jti.MemoryJtiStore`` in
 tests) or ``app.state.sessionmaker`` (then used assertion ids go to the ``smart_jti`` table).
 Include this router before the generic ``/fhir/{type}/{id}`` routes.
 """

@@ -35,21 +35,6 @@ V1_PERMISSIONS = {"read": "rs", "write": "cud", "*": "cruds"}
 CONTEXTS = ("system", "user", "patient")
 GRANTABLE_CONTEXT = "system"
 
-# FHIR REST interaction -> SMART v2 permission letter (for per-route enforcement).
-FHIR_INTERACTION: dict[str, Interaction] = {
-    "create": "c",
-    "read": "r",
-    "vread": "r",
-    "history-instance": "r",
-    "update": "u",
-    "patch": "u",
-    "delete": "d",
-    "search-type": "s",
-    "search-system": "s",
-    "history-type": "s",
-    "history-system": "s",
-}
-
 _SCOPE = re.compile(r"^(?P<context>[a-z]+)/(?P<type>\*|[A-Z][A-Za-z0-9]{0,63})\.(?P<perms>[A-Za-z*]+)$")
 
 
@@ -118,12 +103,6 @@ def allows(granted: Iterable[Scope], resource_type: str, interaction: str) -> bo
     if interaction not in ALL_INTERACTIONS:
         return False
     return any(scope.covers(resource_type, interaction) for scope in granted)
-
-
-def allows_fhir(granted: Iterable[Scope], resource_type: str, fhir_interaction: str) -> bool:
-    """``allows`` with a FHIR interaction name (``read``, ``search-type``, ``create``...)."""
-    letter = FHIR_INTERACTION.get(fhir_interaction)
-    return letter is not None and allows(granted, resource_type, letter)
 
 
 def _intersect(requested: Scope, allowed: Scope) -> Scope | None:
@@ -200,22 +179,6 @@ def grant(requested: str, allowed: Iterable[Scope]) -> Grant:
     granted = [parse_scope(text) for text in verbatim]
     extra = [str(s) for s in _normalise(narrowed) if not _covered(granted, s)]
     return Grant(" ".join(verbatim + extra), tuple(refused))
-
-
-class InsufficientScope(Exception):
-    """The caller is authenticated but its scopes do not permit the interaction (403)."""
-
-    def __init__(self, resource_type: str, interaction: str) -> None:
-        self.resource_type = resource_type
-        self.interaction = interaction
-        self.required = f"{GRANTABLE_CONTEXT}/{resource_type}.{interaction}"
-        super().__init__(f"the granted scopes do not permit {self.required}")
-
-
-def require_scope(granted: Iterable[Scope], resource_type: str, interaction: str) -> None:
-    """Raise ``InsufficientScope`` unless ``allows(granted, resource_type, interaction)``."""
-    if not allows(granted, resource_type, interaction):
-        raise InsufficientScope(resource_type, interaction)
 
 
 def www_authenticate(

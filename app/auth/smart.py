@@ -283,24 +283,6 @@ class JtiStore(Protocol):
         ...
 
 
-class MemoryJtiStore:
-    """One process only (tests, a single worker): the used ids in a dict."""
-
-    def __init__(self) -> None:
-        self._seen: dict[tuple[str, str], datetime] = {}
-        self._lock = threading.Lock()
-
-    def remember(self, jti: str, client_id: str, expires_at: datetime) -> bool:
-        now = datetime.now(UTC)
-        with self._lock:
-            for key in [k for k, until in self._seen.items() if until < now]:
-                del self._seen[key]
-            if (client_id, jti) in self._seen:
-                return False
-            self._seen[(client_id, jti)] = expires_at
-            return True
-
-
 class SqlJtiStore:
     """The ``smart_jti`` table: the primary key (client_id, jti) makes a second use fail in every
     worker, including two racing ones. Commits its own transaction when the session has none

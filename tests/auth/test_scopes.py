@@ -6,15 +6,12 @@ import pytest
 
 from app.auth.scopes import (
     ALL_SCOPES,
-    InsufficientScope,
     Scope,
     ScopeError,
     allows,
-    allows_fhir,
     grant,
     parse_scope,
     parse_scopes,
-    require_scope,
     www_authenticate,
 )
 
@@ -113,24 +110,6 @@ def test_allows(granted: str, rtype: str, interaction: str, expected: bool) -> N
 def test_all_scopes_for_api_keys() -> None:
     for letter in "cruds":
         assert allows(ALL_SCOPES, "Patient", letter)
-
-
-def test_allows_fhir_interaction_names() -> None:
-    granted = parse_scopes("system/Observation.rs")
-    assert allows_fhir(granted, "Observation", "read")
-    assert allows_fhir(granted, "Observation", "vread")
-    assert allows_fhir(granted, "Observation", "history-instance")
-    assert allows_fhir(granted, "Observation", "search-type")
-    assert not allows_fhir(granted, "Observation", "create")
-    assert not allows_fhir(granted, "Observation", "update")
-    assert not allows_fhir(granted, "Observation", "transaction")  # unknown: never
-
-
-def test_require_scope() -> None:
-    require_scope(parse_scopes("system/Patient.r"), "Patient", "r")
-    with pytest.raises(InsufficientScope) as info:
-        require_scope(parse_scopes("system/Patient.r"), "Patient", "u")
-    assert info.value.required == "system/Patient.u"
 
 
 @pytest.mark.parametrize(

@@ -33,7 +33,6 @@ from app.auth.smart import (
     ACCESS_TOKEN_ISSUER,
     ASSERTION_TYPE,
     ClientRegistry,
-    MemoryJtiStore,
     SmartConfig,
     SmartConfigError,
     SqlJtiStore,
@@ -43,6 +42,7 @@ from app.auth.smart import (
     load_smart_server,
     verify_access_token,
 )
+from tests.auth.jti import MemoryJtiStore
 
 SECRET = "s" * 40
 BASE = "http://testserver"
