@@ -7,8 +7,6 @@ filter, 404 for an unknown patient. Lists take ``limit`` (default 100, max 500) 
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -29,6 +27,7 @@ from app.api.service import (
 )
 from app.deps import SettingsDep, StoreDep, transact
 from app.errors import InvalidInput, Issue
+from app.resources import cursor as cursor_codec
 from app.store.reads import FactReader
 
 router = APIRouter(prefix="/api/v1", tags=["dashboard"])
@@ -49,14 +48,17 @@ def patient_billing_month(
 
 
 def _encode_cursor(patient_id: str) -> str:
-    return base64.urlsafe_b64encode(patient_id.encode()).decode().rstrip("=")
+    return cursor_codec.encode(patient_id)
 
 
 def _decode_cursor(cursor: str) -> str:
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        patient_id = cursor_codec.decode(cursor)
+    except ValueError:
+        patient_id = None
+    if not isinstance(patient_id, str):
         raise InvalidInput(Issue("cursor is not a cursor this server issued", "invalid")) from None
+    return patient_id
 
 
 @router.get("/billing", summary="Billing month for all patients")

@@ -23,14 +23,12 @@ opaque to clients: urlsafe base64 (without padding) of ``{"v": 1, "k": [...]}``.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from typing import Any, Final, NamedTuple
 
 from app.care.status import FLAGS, STATUSES, CareStatus
+from app.resources import cursor as cursor_codec
 
 CURSOR_VERSION: Final = 1
 
@@ -82,18 +80,12 @@ def filter_registry(
 
 def encode_cursor(key: UrgencyKey) -> str:
     """Opaque cursor for the position after ``key``."""
-    payload = json.dumps({"v": CURSOR_VERSION, "k": list(key)}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(payload.encode("utf-8")).decode("ascii").rstrip("=")
+    return cursor_codec.encode({"v": CURSOR_VERSION, "k": list(key)})
 
 
 def decode_cursor(cursor: str) -> UrgencyKey:
     """Inverse of :func:`encode_cursor`; raises ValueError for anything it did not produce."""
-    try:
-        raw = cursor.encode("ascii")
-        raw += b"=" * (-len(raw) % 4)
-        data: Any = json.loads(base64.b64decode(raw, altchars=b"-_", validate=True).decode("utf-8"))
-    except (ValueError, binascii.Error) as exc:  # UnicodeError and JSONDecodeError are ValueErrors
-        raise ValueError("malformed cursor") from exc
+    data: Any = cursor_codec.decode(cursor)
     if not isinstance(data, dict) or data.get("v") != CURSOR_VERSION or set(data) != {"v", "k"}:
         raise ValueError("malformed cursor")
     key = data["k"]

@@ -7,8 +7,6 @@ through the model. Search bundles embed the stored bytes with ``orjson.Fragment`
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
 from urllib.parse import urlencode
 
@@ -23,6 +21,7 @@ from app.fhir.bundles import process_bundle
 from app.fhir.capability import capability_statement
 from app.fhir.outcome import FHIR_JSON, fhir_response, outcome_response
 from app.fhir.validation import SUPPORTED_TYPES
+from app.resources import cursor as cursor_codec
 from app.store.repository import Stored, WriteResult
 
 router = APIRouter(prefix="/fhir", tags=["FHIR"])
@@ -250,18 +249,16 @@ def _int_param(params: list[tuple[str, str]], name: str, default: int) -> int:
 
 
 def _encode_cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps({"o": offset})).decode().rstrip("=")
+    return cursor_codec.encode({"o": offset})
 
 
 def _decode_cursor(cursor: str | None) -> int:
     if not cursor:
         return 0
     try:
-        value = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))["o"]
-    except (binascii.Error, ValueError, KeyError, TypeError):
-        raise InvalidInput(
-            Issue("_cursor is not a cursor this server issued", "invalid", expression=("_cursor",))
-        ) from None
+        value = cursor_codec.decode(cursor)["o"]
+    except (ValueError, KeyError, TypeError):
+        value = None
     if not isinstance(value, int) or not 0 <= value < 2**31:
         raise InvalidInput(
             Issue("_cursor is not a cursor this server issued", "invalid", expression=("_cursor",))
