@@ -52,11 +52,11 @@ import orjson
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
-from app.deps import DEFAULT_TENANT, transact
 from app.errors import DomainError, InvalidInput, Issue
-from app.fhir.bundles import rewrite_references
-from app.fhir.validation import SUPPORTED_TYPES, parse_json
-from app.settings import Settings
+from app.resources.validation import SUPPORTED_TYPES, parse_json
+from app.services.bundles import rewrite_references
+from app.services.uow import transact
+from app.settings import DEFAULT_TENANT, Settings
 from app.store.models import Resource
 from app.store.repository import Actor, ResourceStore, same_content
 

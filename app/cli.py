@@ -40,10 +40,10 @@ from sqlalchemy.orm import Session
 
 from app.api.service import billing_csv_rows, month_billing, today
 from app.bulk import Failure, ImportAborted, import_file, import_store, progress_path
-from app.deps import DEFAULT_TENANT, transact
 from app.domain import BillingMonth, Month
 from app.observability import configure_logging
-from app.settings import Settings, load_settings
+from app.services.uow import transact
+from app.settings import DEFAULT_TENANT, Settings, load_settings
 from app.store.db import analyze, make_engine, make_sessionmaker
 from app.store.migrate import upgrade
 from app.store.models import Resource

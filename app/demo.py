@@ -5,7 +5,7 @@ Pure: :func:`clinic` turns (seed, today, clinic time zone, size) into FHIR R4 re
 transaction Bundle per patient, and the same inputs always give the same Bundles. Every patient has
 its own random stream (seeded with the seed and its number), so patient 17 is the same person
 whether the clinic has 20 or 200 patients. :func:`load` sends the Bundles through
-``app.fhir.bundles.process_bundle``, the code path of ``POST /fhir``, so validation, scoring and
+``app.services.bundles.process_bundle``, the code path of ``POST /fhir``, so validation, scoring and
 facts are those of the API.
 
 Choices:
@@ -43,10 +43,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.orm import Session
 
 from app.billing.codes import ACTIVITY_SYSTEM, CPT, HCPCS
-from app.deps import DEFAULT_TENANT
-from app.fhir.bundles import process_bundle
 from app.measures.instruments import ANSWERS, DIFFICULTY_ANSWERS, GAD7, LOINC_SYSTEM, PHQ9, Instrument
-from app.settings import Settings
+from app.services.bundles import process_bundle
+from app.settings import DEFAULT_TENANT, Settings
 from app.store.repository import Actor, ResourceStore
 
 ID_SYSTEM = "urn:cocm-demo"

@@ -12,24 +12,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
-from sqlalchemy.exc import IntegrityError
 
-from app.auth.scopes import ALL_SCOPES, Scope
+from app.auth.scopes import ALL_SCOPES, Scope, allows
 from app.auth.smart import authenticate_bearer
-from app.errors import Conflict, DomainError, InvalidInput, PayloadTooLarge, Unavailable, UnsupportedMediaType
-from app.fhir.validation import parse_json
-from app.settings import Settings
-from app.store.db import WRITE_OPTION
+from app.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from app.resources.validation import parse_json
+from app.settings import DEFAULT_TENANT, Settings
 from app.store.repository import Actor, ResourceStore
 
 FHIR_MEDIA_TYPES = {"application/fhir+json", "application/json", "application/json+fhir"}
-DEFAULT_TENANT = "default"
-WRITE_ATTEMPTS = 3
 
 T = TypeVar("T")
 
@@ -113,7 +110,7 @@ async def get_store(request: Request, caller: CallerDep) -> AsyncIterator[Resour
             session, caller.tenant, request.app.state.settings.zone, Actor(caller.agent, address)
         )
         store.write_lock = request.app.state.write_lock
-        store.scopes = caller.scopes
+        store.permits = partial(allows, caller.scopes)
         store.reads = reads
         yield store
     finally:
@@ -123,26 +120,6 @@ async def get_store(request: Request, caller: CallerDep) -> AsyncIterator[Resour
 
 
 StoreDep = Annotated[ResourceStore, Depends(get_store)]
-
-
-def transact(store: ResourceStore, work: Callable[[], T]) -> T:
-    """Run ``work`` in one transaction, committed at the end. Every request writes (at least its
-    audit row), so the transaction is begun as a write. A lost race on a unique key (a concurrent
-    retry of the same identifier) is retried: the retry sees the winner's row."""
-    store.attempt = None
-    for attempt in range(WRITE_ATTEMPTS):
-        try:
-            with store.write_lock, store.session.begin():
-                store.session.connection(execution_options={WRITE_OPTION: True})
-                return work()
-        except IntegrityError:
-            if attempt == WRITE_ATTEMPTS - 1:
-                store.audit_failure("4")
-                raise Conflict("a concurrent request changed the same resource; retry") from None
-        except DomainError as exc:
-            store.audit_failure("8" if isinstance(exc, Unavailable) else "4")
-            raise
-    raise AssertionError("unreachable")
 
 
 async def read_fhir_body(request: Request) -> dict[str, Any]:

@@ -24,10 +24,11 @@ from app.auth.smart import SmartConfigError, load_smart_server
 from app.deps import CallerDep, Unauthorized, parse_api_keys
 from app.errors import DomainError, InvalidInput, Issue, Unavailable
 from app.fhir.audit import router as audit_router
-from app.fhir.outcome import CODE_BY_STATUS, error_headers, error_response, outcome_response, status_of
+from app.fhir.outcome import error_headers, error_response, outcome_response
 from app.fhir.routes import router as fhir_router
 from app.fhir.views import router as views_router
 from app.observability import RequestContextMiddleware, configure_logging, metrics_body
+from app.resources.outcome import CODE_BY_STATUS, status_of
 from app.settings import Settings, SettingsError, load_settings
 from app.store.db import make_engine, make_sessionmaker, write_lock
 from app.store.migrate import current_revision, head_revision

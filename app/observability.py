@@ -23,23 +23,12 @@ from typing import Any
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
-    Counter,
-    Histogram,
     generate_latest,
     multiprocess,
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-REQUESTS = Counter("cocm_http_requests_total", "HTTP requests", ["method", "route", "status"])
-LATENCY = Histogram(
-    "cocm_http_request_duration_seconds",
-    "HTTP request latency",
-    ["method", "route"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)
-INGESTED = Counter("cocm_resources_ingested_total", "Resources created or updated", ["type"])
-SCORING_WARNINGS = Counter("cocm_scoring_warnings_total", "Scoring warnings returned with a response")
-BILLING_RUNS = Counter("cocm_billing_runs_total", "Billing month computations", ["scope"])
+from app.metrics import LATENCY, REQUESTS
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 

@@ -18,6 +18,8 @@ from sqlalchemy.exc import ArgumentError
 
 from app.domain import BillingConfig, CareConfig
 
+DEFAULT_TENANT = "default"
+
 
 class SettingsError(SystemExit):
     """Raised for an unusable setting; its message is the one line printed at start-up."""

@@ -33,7 +33,6 @@ from app.billing.facts import (
 )
 from app.domain import BillingConfig, ConsentFact, EpisodeOfCareFact, Month, TimeEntry, VisitFact
 from app.errors import DomainError
-from app.fhir.validation import parse_json, validate_resource
 from app.measures.instruments import (
     ANSWERS,
     FALLBACK_MAPS,
@@ -44,6 +43,7 @@ from app.measures.instruments import (
     WEIGHT_EXTENSION_URLS,
 )
 from app.measures.scoring import score_observation, score_questionnaire_response
+from app.resources.validation import parse_json, validate_resource
 
 TZ = "America/Chicago"
 EXAMPLES = int(os.environ.get("COCM_FUZZ_EXAMPLES", "0") or 0) or 200

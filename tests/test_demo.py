@@ -15,11 +15,11 @@ from sqlalchemy import Engine
 from app.api.service import month_billing, sorted_registry, today
 from app.billing.codes import ACTIVITY_SYSTEM, INITIATING_VISIT_CODES
 from app.demo import ID_SYSTEM, LoadResult, clinic, demo_store, load, patient_bundle
-from app.deps import transact
 from app.domain import Month
-from app.fhir.validation import validate_resource
 from app.measures.instruments import ANSWERS, GAD7, PHQ9
 from app.measures.scoring import score_questionnaire_response
+from app.resources.validation import validate_resource
+from app.services.uow import transact
 from app.settings import Settings
 from app.store.db import make_sessionmaker
 from tests.conftest import _empty_tables, count_rows

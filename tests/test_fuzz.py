@@ -34,9 +34,9 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
 from sqlalchemy import Engine
 
-from app.fhir.validation import SUPPORTED_TYPES
 from app.main import app as _openapi_source
 from app.main import create_app
+from app.resources.validation import SUPPORTED_TYPES
 from app.settings import Settings
 from app.store.models import Base
 from tests.conftest import FHIR_JSON, load_fixture

@@ -25,9 +25,10 @@ from app.api.service import (
     sorted_registry,
     stream_month_billing,
 )
-from app.deps import SettingsDep, StoreDep, transact
+from app.deps import SettingsDep, StoreDep
 from app.errors import InvalidInput, Issue
 from app.resources import cursor as cursor_codec
+from app.services.uow import transact
 from app.store.reads import FactReader
 
 router = APIRouter(prefix="/api/v1", tags=["dashboard"])

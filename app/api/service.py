@@ -38,7 +38,7 @@ from app.care.registry import SortedRegistry
 from app.care.status import CareStatus, care_status
 from app.domain import BillingMonth, Month
 from app.errors import InvalidInput, Issue, NotFound
-from app.observability import BILLING_RUNS
+from app.metrics import BILLING_RUNS
 from app.settings import Settings
 from app.store.models import Resource
 from app.store.reads import CHUNK, FactReader, PatientFacts

@@ -15,9 +15,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy import ColumnElement, func, or_, select
 
-from app.deps import SettingsDep, StoreDep, transact
+from app.deps import SettingsDep, StoreDep
 from app.errors import InvalidInput, Issue, NotFound
 from app.fhir.outcome import fhir_response
+from app.services.uow import transact
 from app.store.models import AuditEventRow
 from app.store.repository import format_instant
 from app.store.search import date_condition, parse_date_range

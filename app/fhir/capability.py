@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.fhir.validation import SUPPORTED_TYPES
+from app.resources.validation import SUPPORTED_TYPES
 from app.store.search import params_for
 
 SEARCH_PARAM_TYPES = {

@@ -15,13 +15,15 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 
 from app.auth.routes import advertised_token_url
-from app.deps import BodyDep, SettingsDep, StoreDep, transact
+from app.deps import BodyDep, SettingsDep, StoreDep
 from app.errors import InvalidInput, Issue, NotFound, NotSupported
-from app.fhir.bundles import process_bundle
 from app.fhir.capability import capability_statement
-from app.fhir.outcome import FHIR_JSON, fhir_response, outcome_response
-from app.fhir.validation import SUPPORTED_TYPES
+from app.fhir.outcome import fhir_response, outcome_response
 from app.resources import cursor as cursor_codec
+from app.resources.outcome import FHIR_JSON
+from app.resources.validation import SUPPORTED_TYPES
+from app.services.bundles import process_bundle
+from app.services.uow import transact
 from app.store.repository import Stored, WriteResult
 
 router = APIRouter(prefix="/fhir", tags=["FHIR"])

@@ -26,10 +26,11 @@ from fastapi.responses import Response
 
 from app.api.service import parse_as_of, parse_month, patient_billing, patient_care_status
 from app.care.status import CareStatus, MeasureSummary
-from app.deps import SettingsDep, StoreDep, transact
+from app.deps import SettingsDep, StoreDep
 from app.domain import BillingMonth
 from app.errors import InvalidInput, Issue, NotFound
 from app.fhir.outcome import fhir_response
+from app.services.uow import transact
 from app.store.search import reference_id
 
 router = APIRouter(prefix="/fhir", tags=["FHIR computed views"])

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,7 +30,6 @@ from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from app.auth.scopes import ALL_SCOPES, Scope, allows
 from app.errors import (
     BusinessRuleViolation,
     Conflict,
@@ -41,8 +40,8 @@ from app.errors import (
     NotFound,
     PreconditionFailed,
 )
-from app.fhir.validation import patient_reference, validate_resource
-from app.observability import INGESTED, SCORING_WARNINGS
+from app.metrics import INGESTED, SCORING_WARNINGS
+from app.resources.validation import patient_reference, validate_resource
 from app.store import facts
 from app.store.db import WRITE_OPTION, insert_later, transaction_info
 from app.store.models import SYSTEM as SYSTEM_LENGTH
@@ -138,6 +137,10 @@ def identifiers_of(data: dict[str, Any]) -> list[tuple[str, str]]:
     return pairs
 
 
+def _permit_all(rtype: str, interaction: str) -> bool:
+    return True
+
+
 class ResourceStore:
     def __init__(self, session: Session, tenant: str, zone: ZoneInfo, actor: Actor = SYSTEM_ACTOR) -> None:
         self.session = session
@@ -145,7 +148,9 @@ class ResourceStore:
         self.zone = zone
         self.actor = actor
         self.write_lock: AbstractContextManager[object] = nullcontext()  # see app.store.db.write_lock
-        self.scopes: tuple[Scope, ...] = ALL_SCOPES  # what the caller's credentials allow
+        # Whether the caller may do interaction (c r u d s) on a type; set by the service layer
+        # (app.deps: ``partial(allows, caller.scopes)``). Default: everything (CLI, demo, tests).
+        self.permits: Callable[[str, str], bool] = _permit_all
         self.attempt: tuple[str, str, str | None] | None = None  # (action, type, id) of the first step
         # Where month-wide billing and registry reads go: a read replica's session when
         # COCM_DATABASE_READ_URL is set (app.deps.get_store), else this session.
@@ -159,7 +164,7 @@ class ResourceStore:
         if self.attempt is None:
             self.attempt = (ACTION_OF_INTERACTION[interactions[0]], rtype, rid)
         for interaction in interactions:
-            if not allows(self.scopes, rtype, interaction):
+            if not self.permits(rtype, interaction):
                 required = f"system/{rtype}.{interaction}"
                 raise Forbidden(
                     Issue(f"the granted scopes do not permit {required}", "forbidden"),

@@ -47,10 +47,11 @@ from app.billing.engine import bill_month
 from app.billing.episodes import local_date
 from app.care.registry import registry_page
 from app.care.status import FLAGS, STATUSES, CareStatus, MeasureSummary
-from app.deps import SettingsDep, StoreDep, transact
+from app.deps import SettingsDep, StoreDep
 from app.domain import BillingMonth, CodeUnits, Measurement, Month
 from app.errors import InvalidInput
 from app.measures.instruments import INSTRUMENTS
+from app.services.uow import transact
 from app.settings import Settings
 from app.store.reads import FactReader, PatientFacts
 

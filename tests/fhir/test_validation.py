@@ -1,4 +1,4 @@
-"""Tests of app/fhir/validation.py: parsing, model validation, required bindings, references."""
+"""Tests of app/resources/validation.py: parsing, model validation, required bindings, references."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.errors import BusinessRuleViolation, InvalidInput
-from app.fhir.bindings import R4_RESOURCE_TYPES, REQUIRED_BINDINGS
-from app.fhir.validation import (
+from app.resources.bindings import R4_RESOURCE_TYPES, REQUIRED_BINDINGS
+from app.resources.validation import (
     PATIENT_REFERENCE_ELEMENTS,
     SUPPORTED_TYPES,
     bound_paths,

@@ -23,7 +23,7 @@ Choices, and why:
   compiled once per resource type from the model classes (element name -> JSON kind, repetition,
   child schema, bound codes):
 
-  * required bindings (``app.fhir.bindings``: a data table keyed by definition path; datatype rows
+  * required bindings (``app.resources.bindings``: a data table keyed by definition path; datatype rows
     such as ``Identifier.use`` apply wherever the datatype appears, because the schema knows each
     element's datatype; backbone rows keep their defining path, so nested ``Consent.provision``
     and ``QuestionnaireResponse.item`` levels are covered). A bad code is ``code-invalid``.
@@ -62,7 +62,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from app.errors import BusinessRuleViolation, InvalidInput, Issue
-from app.fhir.bindings import R4_RESOURCE_TYPES, REQUIRED_BINDINGS
+from app.resources.bindings import R4_RESOURCE_TYPES, REQUIRED_BINDINGS
 
 __all__ = [
     "PATIENT_REFERENCE_ELEMENTS",

@@ -17,10 +17,10 @@ from typing import Any
 
 import orjson
 
-from app.deps import transact
 from app.errors import DomainError, InvalidInput, Issue, NotSupported, PayloadTooLarge
-from app.fhir.outcome import outcome, status_of
-from app.fhir.validation import SUPPORTED_TYPES
+from app.resources.outcome import outcome, status_of
+from app.resources.validation import SUPPORTED_TYPES
+from app.services.uow import transact
 from app.settings import Settings
 from app.store.repository import ResourceStore, Stored, WriteResult, format_instant
 
