@@ -8,7 +8,7 @@
   API's CSV) on stdout, progress on stderr;
 - ``cocm import FILE``: an NDJSON or Bundle file loaded in batches, resumable (``app.bulk``).
 
-Thin on purpose: the work is in ``app.demo``, ``app.bulk`` and ``app.api.service``. Progress bars
+Thin on purpose: the work is in ``app.demo``, ``app.bulk`` and ``app.services.reports``. Progress bars
 and messages go to stderr, results to stdout, so ``cocm billing --csv > month.csv`` is clean.
 """
 
@@ -38,10 +38,11 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from app.api.service import billing_csv_rows, month_billing, today
+from app.api.render import billing_csv_rows
 from app.bulk import Failure, ImportAborted, import_file, import_store, progress_path
 from app.domain import BillingMonth, Month
 from app.observability import configure_logging
+from app.services.reports import month_billing, today
 from app.services.uow import transact
 from app.settings import DEFAULT_TENANT, Settings, load_settings
 from app.store.db import analyze, make_engine, make_sessionmaker

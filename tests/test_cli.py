@@ -13,12 +13,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, text
 from typer.testing import CliRunner, Result
 
-from app.api.service import today
 from app.bulk import ImportReport, import_file, import_store, progress_path
 from app.cli import cli
 from app.demo import clinic
 from app.domain import Month
 from app.measures.instruments import PHQ9
+from app.services.reports import today
 from app.settings import Settings
 from app.store.db import analyze, make_sessionmaker
 from tests.conftest import _empty_tables, count_rows

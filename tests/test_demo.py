@@ -12,13 +12,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine
 
-from app.api.service import month_billing, sorted_registry, today
 from app.billing.codes import ACTIVITY_SYSTEM, INITIATING_VISIT_CODES
 from app.demo import ID_SYSTEM, LoadResult, clinic, demo_store, load, patient_bundle
 from app.domain import Month
 from app.measures.instruments import ANSWERS, GAD7, PHQ9
 from app.measures.scoring import score_questionnaire_response
 from app.resources.validation import validate_resource
+from app.services.reports import month_billing, sorted_registry, today
 from app.services.uow import transact
 from app.settings import Settings
 from app.store.db import make_sessionmaker

@@ -12,22 +12,20 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from app.api.service import (
+from app.api.params import parse_as_of, parse_month
+from app.api.render import billing_csv_rows, billing_json
+from app.deps import SettingsDep, StoreDep
+from app.errors import InvalidInput, Issue
+from app.resources import cursor as cursor_codec
+from app.services.reports import (
     begin_month_billing,
-    billing_csv_rows,
-    billing_json,
     month_billing_run,
     month_wide_reads,
-    parse_as_of,
-    parse_month,
     patient_billing,
     patient_care_status,
     sorted_registry,
     stream_month_billing,
 )
-from app.deps import SettingsDep, StoreDep
-from app.errors import InvalidInput, Issue
-from app.resources import cursor as cursor_codec
 from app.services.uow import transact
 from app.store.reads import FactReader
 

@@ -24,12 +24,13 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from app.api.service import parse_as_of, parse_month, patient_billing, patient_care_status
+from app.api.params import parse_as_of, parse_month
 from app.care.status import CareStatus, MeasureSummary
 from app.deps import SettingsDep, StoreDep
 from app.domain import BillingMonth
 from app.errors import InvalidInput, Issue, NotFound
 from app.fhir.outcome import fhir_response
+from app.services.reports import patient_billing, patient_care_status
 from app.services.uow import transact
 from app.store.search import reference_id
 

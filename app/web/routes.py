@@ -42,7 +42,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from app.api.service import month_billing, month_wide_reads, parse_as_of, parse_month, sorted_registry
+from app.api.params import parse_as_of, parse_month
 from app.billing.engine import bill_month
 from app.billing.episodes import local_date
 from app.care.registry import registry_page
@@ -51,6 +51,7 @@ from app.deps import SettingsDep, StoreDep
 from app.domain import BillingMonth, CodeUnits, Measurement, Month
 from app.errors import InvalidInput
 from app.measures.instruments import INSTRUMENTS
+from app.services.reports import month_billing, month_wide_reads, sorted_registry
 from app.services.uow import transact
 from app.settings import Settings
 from app.store.reads import FactReader, PatientFacts

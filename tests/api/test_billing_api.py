@@ -143,7 +143,7 @@ def test_csv_streamed_in_chunks_says_what_the_pages_say(
     one tenant-wide read above the chunk size): with 5 patients and chunks of 2 or 500 it lists
     exactly the patients and codes of the JSON pages, in the same order."""
     monkeypatch.setattr("app.store.reads.CHUNK", chunk)
-    monkeypatch.setattr("app.api.service.CHUNK", chunk)
+    monkeypatch.setattr("app.services.reports.CHUNK", chunk)
     pids = [clinic.enrolled(family=f"C{i}") for i in range(6)]
     for pid, minutes in zip(pids, (40, 95, 20, 70, 36), strict=False):  # the sixth has no minutes
         clinic.minutes(pid, "2026-01-05T10:00:00Z", minutes)
@@ -214,7 +214,7 @@ def test_charge_item_needs_a_patient_and_is_read_only(client: TestClient) -> Non
 
 
 def test_month_pages_are_computed_once_and_writes_refresh_them(client: TestClient, clinic: Clinic) -> None:
-    from app.api.service import MONTHS
+    from app.services.reports import MONTHS
 
     pids = [clinic.enrolled(family=f"C{i}") for i in range(3)]
     for pid in pids:

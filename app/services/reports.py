@@ -1,6 +1,10 @@
-"""Billing months, care statuses and the registry, computed from the fact tables by the pure cores.
+"""The read side: billing months, care statuses and the registry, computed from the fact tables by
+the pure cores, with the scope checks and audit of each read and a per-process cache per data
+version.
 
-Shared by the dashboard JSON routes (``app.api.routes``) and the FHIR views (``app.fhir.views``).
+Used by every edge: the dashboard JSON (``app.api.routes``), the FHIR views (``app.fhir.views``),
+the registry pages (``app.web``) and the ``cocm billing`` command. Query parameters are parsed at
+the edge (``app.api.params``) and results rendered there (``app.api.render``).
 
 Choices:
 - ``GET /api/v1/billing`` lists the patients with counted minutes in the month (api.md: "only
@@ -16,14 +20,11 @@ Choices:
 
 from __future__ import annotations
 
-import csv
 import gc
-import io
-import re
 import threading
 from bisect import bisect_right
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -37,7 +38,7 @@ from app.billing.episodes import find_episodes
 from app.care.registry import SortedRegistry
 from app.care.status import CareStatus, care_status
 from app.domain import BillingMonth, Month
-from app.errors import InvalidInput, Issue, NotFound
+from app.errors import NotFound
 from app.metrics import BILLING_RUNS
 from app.settings import Settings
 from app.store.models import Resource
@@ -45,33 +46,10 @@ from app.store.reads import CHUNK, FactReader, PatientFacts
 from app.store.repository import ResourceStore
 
 T = TypeVar("T")
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def today(settings: Settings) -> date:
     return datetime.now(settings.zone).date()
-
-
-def parse_month(text: str | None, settings: Settings, name: str = "month") -> Month:
-    if text is None:
-        return Month.of(today(settings))
-    try:
-        return Month.parse(text)
-    except ValueError:
-        raise InvalidInput(Issue(f"{name} must be YYYY-MM", "invalid", expression=(name,))) from None
-
-
-def parse_as_of(text: str | None, settings: Settings) -> date:
-    if text is None:
-        return today(settings)
-    try:
-        if not _DATE_RE.match(text):
-            raise ValueError
-        return date.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput(
-            Issue("as_of must be a date YYYY-MM-DD", "invalid", expression=("as_of",))
-        ) from None
 
 
 def month_window(month: Month, settings: Settings) -> tuple[datetime, datetime]:
@@ -311,75 +289,3 @@ def sorted_registry(store: ResourceStore, settings: Settings, as_of: date) -> So
             )
 
         return REGISTRIES.get((store.tenant, as_of), _data_version(session, store.tenant), compute)
-
-
-def billing_json(month: BillingMonth) -> dict[str, Any]:
-    """The api.md "Billing month" object."""
-    return {
-        "patient_id": month.patient_id,
-        "month": str(month.month),
-        "setting": month.setting,
-        "month_kind": month.month_kind,
-        "episode_start": month.episode_start.isoformat() if month.episode_start else None,
-        "minutes": month.minutes,
-        "codes": [{"code": c.code, "units": c.units} for c in month.codes],
-        "billable": month.billable,
-        "blockers": list(month.blockers),
-        "notes": list(month.notes),
-    }
-
-
-CSV_COLUMNS = [
-    "patient_id",
-    "month",
-    "setting",
-    "month_kind",
-    "episode_start",
-    "minutes",
-    "code",
-    "code_system",
-    "units",
-    "billable",
-    "blockers",
-    "notes",
-]
-
-
-def _cell(value: Any) -> str:
-    """Spreadsheet-safe text: a leading =, +, - or @ would be read as a formula (OWASP CSV injection)."""
-    text = "" if value is None else str(value)
-    return f"'{text}" if text[:1] in {"=", "+", "-", "@"} else text
-
-
-def billing_csv_rows(months: Iterable[BillingMonth]) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-
-    def flush() -> str:
-        text = buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-        return text
-
-    writer.writerow(CSV_COLUMNS)
-    yield "\ufeff" + flush()  # a BOM so that spreadsheets read UTF-8
-    for month in months:
-        common = [
-            month.patient_id,
-            str(month.month),
-            month.setting,
-            month.month_kind or "",
-            month.episode_start.isoformat() if month.episode_start else "",
-            month.minutes,
-        ]
-        tail = ["true" if month.billable else "false", ";".join(month.blockers), " | ".join(month.notes)]
-        for code in month.codes or [None]:
-            row = [
-                *common,
-                code.code if code else "",
-                code.system if code else "",
-                code.units if code else 0,
-                *tail,
-            ]
-            writer.writerow([_cell(v) for v in row])
-        yield flush()
