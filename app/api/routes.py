@@ -14,6 +14,7 @@ from fastapi.responses import StreamingResponse
 
 from app.api.params import parse_as_of, parse_month
 from app.api.render import billing_csv_rows, billing_json
+from app.api.schemas import BillingMonthOut, BillingPageOut, CareStatusOut, RegistryPageOut, documented
 from app.deps import SettingsDep, StoreDep
 from app.errors import InvalidInput, Issue
 from app.resources import cursor as cursor_codec
@@ -36,7 +37,12 @@ MonthParam = Annotated[str, Query(description="calendar month YYYY-MM in the cli
 AsOf = Annotated[str | None, Query(description="YYYY-MM-DD; default today in the clinic time zone")]
 
 
-@router.get("/patients/{patient_id}/billing", summary="One patient's billing month")
+@router.get(
+    "/patients/{patient_id}/billing",
+    summary="One patient's billing month",
+    response_model=None,
+    responses=documented(BillingMonthOut, 400, 404),
+)
 def patient_billing_month(
     patient_id: str, month: MonthParam, store: StoreDep, settings: SettingsDep
 ) -> dict[str, Any]:
@@ -60,7 +66,12 @@ def _decode_cursor(cursor: str) -> str:
     return patient_id
 
 
-@router.get("/billing", summary="Billing month for all patients")
+@router.get(
+    "/billing",
+    summary="Billing month for all patients",
+    response_model=None,
+    responses=documented(BillingPageOut, 400),
+)
 def billing(
     month: MonthParam, store: StoreDep, settings: SettingsDep, limit: Limit = 100, cursor: str | None = None
 ) -> dict[str, Any]:
@@ -95,7 +106,12 @@ def billing_csv(
     )
 
 
-@router.get("/patients/{patient_id}/care-status", summary="One patient's care status")
+@router.get(
+    "/patients/{patient_id}/care-status",
+    summary="One patient's care status",
+    response_model=None,
+    responses=documented(CareStatusOut, 400, 404),
+)
 def care_status(
     patient_id: str, store: StoreDep, settings: SettingsDep, as_of: AsOf = None
 ) -> dict[str, Any]:
@@ -106,7 +122,12 @@ def care_status(
     return result.to_json()
 
 
-@router.get("/registry", summary="The caseload, most urgent first")
+@router.get(
+    "/registry",
+    summary="The caseload, most urgent first",
+    response_model=None,
+    responses=documented(RegistryPageOut, 400),
+)
 def registry(
     store: StoreDep,
     settings: SettingsDep,
