@@ -172,8 +172,6 @@ class BillingConfig:
     fqhc_g0511_transition: bool = False
     # billing.md Episodes: six consecutive months without counted minutes end an episode.
     inactive_after_months: int = 6
-    # billing.md Prerequisites: initiating visit within the 365 days before the first minute.
-    initiating_visit_days: int = 365
 
 
 @dataclass(frozen=True)

@@ -657,7 +657,6 @@ configs = st.builds(
     apcm_addons=st.booleans(),
     fqhc_g0511_transition=st.booleans(),
     inactive_after_months=st.integers(min_value=1, max_value=12),
-    initiating_visit_days=st.integers(min_value=0, max_value=800),
 )
 episode_facts = st.builds(
     EpisodeOfCareFact,

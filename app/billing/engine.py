@@ -24,7 +24,7 @@ Choices:
   result is checked against billing.md's mutual exclusions.
 - Blockers, in this order: ``consent_missing`` (no active Consent dated on or before the month's last
   day), ``initiating_visit_missing`` (initial months of either program: no initiating VisitFact dated in
-  the ``config.initiating_visit_days`` (365) days before the episode's first counted minute, or on that
+  the rule set's ``prerequisites.initiating_visit_days`` (365) days before the episode's first counted minute, or on that
   day; the first counted minute is the earliest counted entry of the month, or the episode start when
   the month has none), ``month_open`` (``today`` on or before the month's last day).
 - ``billable`` is true only with at least one code and no blocker: a month that supports nothing has
@@ -42,7 +42,6 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
-from app.billing.codes import APCM_BASE_CODES, INITIATING_VISIT_CODES
 from app.billing.episodes import (
     distinct_entries,
     episode_for_month,
@@ -51,7 +50,18 @@ from app.billing.episodes import (
     local_date,
     month_kind,
 )
-from app.billing.rules import Evaluation, KindRule, Variant, evaluate, exclusion_violations, rule_set_for
+from app.billing.rules import (
+    APCM,
+    BILLING_MD_EXCLUSIONS,
+    BILLING_MD_PREREQUISITES,
+    RULE_SETS,
+    STANDARD,
+    Evaluation,
+    KindRule,
+    RuleSet,
+    evaluate,
+    rule_set_for,
+)
 from app.domain import (
     PSYCHIATRIC_CONSULTANT,
     PSYCHIATRIC_CONSULTATION,
@@ -101,8 +111,10 @@ def bill_month(
     visits: Sequence[VisitFact],
     config: BillingConfig,
     today: date,
+    rule_sets: Sequence[RuleSet] = RULE_SETS,
 ) -> BillingMonth:
-    """The billing month of one patient (all facts passed must be that patient's)."""
+    """The billing month of one patient (all facts passed must be that patient's), under the
+    published ``RULE_SETS`` or the rule sets given (a payer's own, a future year's)."""
     facts: list[TimeEntry | EpisodeOfCareFact | ConsentFact | VisitFact] = [
         *entries,
         *episodes_of_care,
@@ -125,24 +137,24 @@ def bill_month(
 
     notes: list[str] = []
     codes: tuple[CodeUnits, ...] = ()
-    rule_set_name: str | None = None
     pending: tuple[Threshold, ...] = ()
+    rule_set: RuleSet | None = None
     if episode is None or kind is None:
         notes.append(_no_episode_note(month, minutes, episodes_of_care))
     else:
+        standard = rule_set_for(config.setting, month.first_day, STANDARD, rule_sets)
+        apcm_codes = (standard.prerequisites if standard else BILLING_MD_PREREQUISITES).apcm_base_codes
         apcm = sorted(
             (
                 visit
                 for visit in visits
-                if (visit.system, visit.code) in APCM_BASE_CODES and Month.of(visit.on) == month
+                if (visit.system, visit.code) in apcm_codes and Month.of(visit.on) == month
             ),
             key=lambda visit: (visit.on, visit.code, visit.source),
         )
-        variant: Variant = "apcm" if config.apcm_addons and apcm else "standard"
-        rule_set = rule_set_for(config.setting, month.first_day, variant)
-        if rule_set is None and variant == "apcm":
-            variant = "standard"
-            rule_set = rule_set_for(config.setting, month.first_day, variant)
+        if config.apcm_addons and apcm:
+            rule_set = rule_set_for(config.setting, month.first_day, APCM, rule_sets)
+        rule_set = rule_set or standard
         if rule_set is None:
             notes.append(
                 f"{minutes} counted minutes; no {config.setting} billing rules cover {month}: no codes"
@@ -150,7 +162,6 @@ def bill_month(
         else:
             evaluation = evaluate(rule_set, kind, episode.program, minutes, config)
             codes = evaluation.codes
-            rule_set_name = rule_set.name
             pending = evaluation.pending
             rule = rule_set.initial if kind == "initial" else rule_set.subsequent
             notes += _code_notes(evaluation, minutes, config, rule)
@@ -158,15 +169,16 @@ def bill_month(
                 notes.append(
                     "general behavioral health integration episode: general BHI code, not CoCM codes"
                 )
-            if variant == "apcm":
+            if rule_set.variant == APCM:
                 first = apcm[0]
                 notes.append(
                     f"APCM {first.code} on {first.on} ({first.source}): "
                     "behavioral health reported as APCM add-on"
                 )
-    problems = exclusion_violations(codes)
+    problems = (rule_set.exclusions if rule_set else BILLING_MD_EXCLUSIONS).violations(codes)
     if problems:  # the rule data broke a billing.md exclusion: never report such a month
         raise RuntimeError(f"billing rules produced excluded codes: {'; '.join(problems)}")
+    prerequisites = rule_set.prerequisites if rule_set else BILLING_MD_PREREQUISITES
 
     if counted_seconds % 60:
         notes.append(
@@ -182,9 +194,10 @@ def bill_month(
         first_minute = min(
             (local_date(entry, zone) for entry in counted if entry.seconds > 0), default=episode.start
         )
-        earliest = first_minute - timedelta(days=config.initiating_visit_days)
+        earliest = first_minute - timedelta(days=prerequisites.initiating_visit_days)
         if not any(
-            (visit.system, visit.code) in INITIATING_VISIT_CODES and earliest <= visit.on <= first_minute
+            (visit.system, visit.code) in prerequisites.initiating_visit_codes
+            and earliest <= visit.on <= first_minute
             for visit in visits
         ):
             blockers.append(INITIATING_VISIT_MISSING)
@@ -205,7 +218,7 @@ def bill_month(
         blockers=tuple(blockers),
         notes=tuple(notes),
         counted_sources=tuple(entry.source for entry in counted),
-        rule_set=rule_set_name,
+        rule_set=rule_set.name if rule_set else None,
         pending=pending,
     )
 

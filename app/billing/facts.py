@@ -53,16 +53,17 @@ from zoneinfo import ZoneInfo
 from app.billing.codes import (
     ACTIVITY_CODES,
     ACTIVITY_SYSTEM,
-    APCM_BASE_CODES,
-    INITIATING_VISIT_CODES,
     INPATIENT_CLASS_CODES,
     SEPARATELY_BILLED_CODES,
     canonical_system,
 )
+from app.billing.rules import visit_codes_of
 from app.domain import PSYCHIATRIC_CONSULTATION, ConsentFact, EpisodeOfCareFact, Program, TimeEntry, VisitFact
 from app.errors import BusinessRuleViolation, InvalidInput, Issue
 
 _DATE_RE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
+# Encounters with these codes are kept as visit facts: every code some rule set reads.
+VISIT_CODES = visit_codes_of()
 _UCUM_FACTORS = {"min": Decimal(60), "h": Decimal(3600)}
 _UNIT_FACTORS = _UCUM_FACTORS | {
     "minute": Decimal(60),
@@ -273,7 +274,7 @@ def visit_from_encounter(
     """Initiating visits and APCM base codes of a finished Encounter (one fact per distinct code)."""
     if resource.get("status") != "finished":
         return []
-    wanted = INITIATING_VISIT_CODES | APCM_BASE_CODES
+    wanted = VISIT_CODES
     codes: list[tuple[str, str]] = []
     for coding in _codings(resource, "type", "serviceType"):
         if coding in wanted and coding not in codes:

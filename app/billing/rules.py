@@ -1,8 +1,11 @@
 """Billing rule sets as data, keyed by setting and date-of-service range (billing.md).
 
 A ``RuleSet`` says, for one setting and one span of dates of service, which code each month kind and
-program earns at which counted minutes. Adding CY2027 or a payer variant (for example a Medicaid plan
-that keeps G0512 after 2025) is a new entry in ``RULE_SETS``; ``evaluate`` never looks at a year.
+program earns at which counted minutes, which codes exclude each other (``Exclusions``) and what a
+month needs besides minutes (``Prerequisites``: initiating-visit codes and window, APCM base codes).
+Adding CY2027 or a payer variant (for example a Medicaid plan that keeps G0512 after 2025, under a
+variant key of its own) is a new ``RuleSet`` in the data (``RULE_SETS``, or the ``rule_sets`` given
+to ``bill_month``); neither ``evaluate`` nor the engine looks at a year or a code list.
 
 Choices:
 
@@ -30,15 +33,20 @@ Choices:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Final, Literal
 
-from app.billing.codes import CPT, HCPCS
+from app.billing.codes import APCM_BASE_CODES, CPT, HCPCS, INITIATING_VISIT_CODES, Code
 from app.domain import BillingConfig, BillingSetting, CodeUnits, Program, Threshold
 
 MonthKind = Literal["initial", "subsequent"]
-Variant = Literal["standard", "apcm"]
+# A rule set's variant: "standard", "apcm" (the APCM add-on codes), or a payer's own key. A payer
+# variant is a data key: a new RuleSet entry, no type or engine change.
+Variant = str
+STANDARD: Final = "standard"
+APCM: Final = "apcm"
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,40 @@ class KindRule:
 
 
 @dataclass(frozen=True)
+class Exclusions:
+    """Codes never billed together in one patient-month, and add-ons that need a base (billing.md)."""
+
+    mutually_exclusive: frozenset[frozenset[str]]
+    requires_one_of: tuple[tuple[str, frozenset[str]], ...] = ()
+
+    def violations(self, codes: tuple[CodeUnits, ...]) -> list[str]:
+        """Sentences naming every exclusion ``codes`` break (empty when none)."""
+        present = {item.code for item in codes}
+        problems = [
+            f"{' with '.join(sorted(pair))} in one month"
+            for pair in self.mutually_exclusive
+            if pair <= present
+        ]
+        problems += [
+            f"{code} without {' or '.join(sorted(needed))}"
+            for code, needed in self.requires_one_of
+            if code in present and not needed & present
+        ]
+        return sorted(problems)
+
+
+@dataclass(frozen=True)
+class Prerequisites:
+    """What a month needs besides minutes (billing.md, Prerequisites): an initiating visit with one of
+    ``initiating_visit_codes`` in the ``initiating_visit_days`` before the first counted minute of an
+    initial month; and the APCM base codes that switch a month to the APCM add-on variant."""
+
+    initiating_visit_codes: frozenset[Code]
+    initiating_visit_days: int
+    apcm_base_codes: frozenset[Code] = frozenset()
+
+
+@dataclass(frozen=True)
 class RuleSet:
     name: str
     setting: BillingSetting
@@ -90,9 +132,31 @@ class RuleSet:
     general_bhi: TimedCode
     general_bhi_transition: TimedCode | None = None  # used when config.fqhc_g0511_transition
     source: str = ""
+    exclusions: Exclusions = field(default_factory=lambda: BILLING_MD_EXCLUSIONS)
+    prerequisites: Prerequisites = field(default_factory=lambda: BILLING_MD_PREREQUISITES)
 
     def covers(self, day: date) -> bool:
         return self.first_day <= day and (self.last_day is None or day <= self.last_day)
+
+
+# billing.md: never in the same patient-month. Pairs of codes that exclude each other.
+CODE_GROUP_COCM: Final = frozenset({"99492", "99493", "99494", "G2214", "G0512", "G0568", "G0569"})
+CODE_GROUP_GENERAL_BHI: Final = frozenset({"99484", "G0511", "G0570"})
+BILLING_MD_EXCLUSIONS: Final[Exclusions] = Exclusions(
+    frozenset(
+        {
+            frozenset({"99492", "99493"}),
+            frozenset({"G2214", "99492"}),
+            frozenset({"G2214", "99493"}),
+            frozenset({"G0568", "G0569"}),  # APCM add-ons follow the same initial/subsequent split
+        }
+        | {frozenset({cocm, bhi}) for cocm in CODE_GROUP_COCM for bhi in CODE_GROUP_GENERAL_BHI}
+    ),
+    # billing.md: 99494 only with 99492 or 99493.
+    requires_one_of=(("99494", frozenset({"99492", "99493"})),),
+)
+# billing.md Prerequisites: the initiating visit within 365 days before the first minute.
+BILLING_MD_PREREQUISITES: Final[Prerequisites] = Prerequisites(INITIATING_VISIT_CODES, 365, APCM_BASE_CODES)
 
 
 # CPT midpoint rule (billing.md; BCBS ND policy: 36-85 min = 99492, 31-75 min = 99493).
@@ -120,7 +184,7 @@ RULE_SETS: Final[tuple[RuleSet, ...]] = (
     RuleSet(
         "physician-2018",
         "physician",
-        "standard",
+        STANDARD,
         date(2018, 1, 1),
         date(2020, 12, 31),
         _PHYSICIAN_INITIAL_2018,
@@ -131,7 +195,7 @@ RULE_SETS: Final[tuple[RuleSet, ...]] = (
     RuleSet(
         "physician-2021",
         "physician",
-        "standard",
+        STANDARD,
         date(2021, 1, 1),
         None,
         _PHYSICIAN_INITIAL_2021,
@@ -142,7 +206,7 @@ RULE_SETS: Final[tuple[RuleSet, ...]] = (
     RuleSet(
         "fqhc-rhc-2018",
         "fqhc_rhc",
-        "standard",
+        STANDARD,
         date(2018, 1, 1),
         date(2024, 12, 31),
         _G0512_INITIAL,
@@ -153,7 +217,7 @@ RULE_SETS: Final[tuple[RuleSet, ...]] = (
     RuleSet(
         "fqhc-rhc-2025-transition",
         "fqhc_rhc",
-        "standard",
+        STANDARD,
         date(2025, 1, 1),
         date(2025, 9, 30),
         _G0512_INITIAL,
@@ -165,7 +229,7 @@ RULE_SETS: Final[tuple[RuleSet, ...]] = (
     RuleSet(
         "fqhc-rhc-2025-q4",
         "fqhc_rhc",
-        "standard",
+        STANDARD,
         date(2025, 10, 1),
         date(2025, 12, 31),
         _G0512_INITIAL,
@@ -176,7 +240,7 @@ RULE_SETS: Final[tuple[RuleSet, ...]] = (
     RuleSet(
         "fqhc-rhc-2026",
         "fqhc_rhc",
-        "standard",
+        STANDARD,
         date(2026, 1, 1),
         None,
         _PHYSICIAN_INITIAL_2021,
@@ -188,7 +252,7 @@ RULE_SETS: Final[tuple[RuleSet, ...]] = (
         RuleSet(
             f"apcm-addons-2026-{setting}",
             setting,
-            "apcm",
+            APCM,
             date(2026, 1, 1),
             None,
             _APCM_INITIAL,
@@ -200,41 +264,15 @@ RULE_SETS: Final[tuple[RuleSet, ...]] = (
     ),
 )
 
-# billing.md: never in the same patient-month. Pairs of codes that exclude each other.
-CODE_GROUP_COCM: Final = frozenset({"99492", "99493", "99494", "G2214", "G0512", "G0568", "G0569"})
-CODE_GROUP_GENERAL_BHI: Final = frozenset({"99484", "G0511", "G0570"})
-MUTUALLY_EXCLUSIVE: Final = frozenset(
-    {
-        frozenset({"99492", "99493"}),
-        frozenset({"G2214", "99492"}),
-        frozenset({"G2214", "99493"}),
-        frozenset({"G0568", "G0569"}),  # APCM add-ons follow the same initial/subsequent split
-    }
-    | {frozenset({cocm, bhi}) for cocm in CODE_GROUP_COCM for bhi in CODE_GROUP_GENERAL_BHI}
-)
-# billing.md: 99494 only with 99492 or 99493.
-REQUIRES_ONE_OF: Final = {"99494": frozenset({"99492", "99493"})}
 
-
-def exclusion_violations(codes: tuple[CodeUnits, ...]) -> list[str]:
-    """Sentences naming every billing.md exclusion ``codes`` break (empty when none)."""
-    present = {item.code for item in codes}
-    problems = [
-        f"{' with '.join(sorted(pair))} in one month" for pair in MUTUALLY_EXCLUSIVE if pair <= present
-    ]
-    problems += [
-        f"{code} without {' or '.join(sorted(needed))}"
-        for code, needed in REQUIRES_ONE_OF.items()
-        if code in present and not needed & present
-    ]
-    return sorted(problems)
-
-
-def rule_set_for(setting: BillingSetting, day: date, variant: Variant = "standard") -> RuleSet | None:
-    """The rule set for ``setting`` and date of service ``day``, or None when no rule set covers it."""
+def rule_set_for(
+    setting: BillingSetting, day: date, variant: Variant = STANDARD, rule_sets: Sequence[RuleSet] = ()
+) -> RuleSet | None:
+    """The rule set for ``setting`` and date of service ``day`` among ``rule_sets`` (default: the
+    published ``RULE_SETS``), or None when no rule set covers it."""
     found = [
         rule_set
-        for rule_set in RULE_SETS
+        for rule_set in rule_sets or RULE_SETS
         if rule_set.setting == setting and rule_set.variant == variant and rule_set.covers(day)
     ]
     if len(found) > 1:
@@ -304,4 +342,12 @@ def evaluate(
     at_cap = cap is not None and billed >= cap  # more minutes add nothing
     return Evaluation(
         tuple(codes), minutes, () if at_cap else (next_unit,), base_reached=True, capped_from=capped_from
+    )
+
+
+def visit_codes_of(rule_sets: Sequence[RuleSet] = RULE_SETS) -> frozenset[Code]:
+    """Every visit code some rule set reads (initiating visits, APCM base codes): the codes whose
+    Encounters the write path keeps as visit facts."""
+    return frozenset().union(
+        *(r.prerequisites.initiating_visit_codes | r.prerequisites.apcm_base_codes for r in rule_sets)
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -11,9 +12,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.billing.codes import ACTIVITY_SYSTEM, CPT, HCPCS
+from app.billing.codes import ACTIVITY_SYSTEM, CPT, HCPCS, INITIATING_VISIT_CODES
 from app.billing.engine import bill_month
 from app.billing.facts import time_entry_from_encounter
+from app.billing.rules import (
+    RULE_SETS,
+    STANDARD,
+    AddOnCode,
+    Exclusions,
+    KindRule,
+    Prerequisites,
+    RuleSet,
+    TimedCode,
+)
 from app.domain import (
     BillingConfig,
     BillingMonth,
@@ -21,6 +32,7 @@ from app.domain import (
     EpisodeOfCareFact,
     Month,
     Program,
+    Threshold,
     TimeEntry,
     VisitFact,
 )
@@ -614,3 +626,51 @@ def test_threshold_labels_and_clauses() -> None:
 def test_no_episode_no_threshold() -> None:
     result = bill([], month="2026-01")
     assert (result.month_kind, result.rule_set, result.pending, result.progress) == (None, None, (), "")
+
+
+# --- rules as data: a rule set added without touching the engine --------------------------------
+
+
+def test_a_new_rule_set_in_data_alone_bills_its_codes() -> None:
+    """billing.md: "a payer-specific rule set can be added without touching the engine". A made-up
+    CY2027 physician rule set (not a published rule): a new initial code X9001 from 30 minutes with
+    an add-on X9002 every 30 beyond 60 (from 76), its own exclusions, and a shorter initiating-visit
+    window, handed to ``bill_month`` as data."""
+    cy2027 = RuleSet(
+        "physician-2027-made-up",
+        "physician",
+        STANDARD,
+        date(2027, 1, 1),
+        None,
+        KindRule(TimedCode("X9001", HCPCS, 30), AddOnCode("X9002", HCPCS, base=60, first_unit=16, block=30)),
+        KindRule(TimedCode("99493", CPT, 31)),
+        TimedCode("99484", CPT, 20),
+        source="made up for this test",
+        exclusions=Exclusions(frozenset({frozenset({"X9001", "99493"})}), (("X9002", frozenset({"X9001"})),)),
+        prerequisites=Prerequisites(INITIATING_VISIT_CODES, 30),
+    )
+    ends_2026 = tuple(
+        replace(r, last_day=date(2026, 12, 31)) if r.name == "physician-2021" else r for r in RULE_SETS
+    )
+    rule_sets = (*ends_2026, cy2027)
+    visit = VisitFact("p1", date(2026, 12, 20), CPT, "99214", "Encounter/v2027")
+
+    def bill_with(when: date, minutes: int) -> BillingMonth:
+        month = Month.of(when)
+        return bill_month(
+            "p1", month, [entry(when, minutes)], (), (CONSENT,), (visit,), BillingConfig(), LATER, rule_sets
+        )
+
+    january = bill_with(date(2027, 1, 5), 80)
+    assert (january.rule_set, codes(january), january.billable) == (
+        "physician-2027-made-up",
+        {"X9001": 1, "X9002": 1},
+        True,
+    )
+    assert january.next_threshold == Threshold(106, "X9002", 2, add_on=True)
+    too_early = bill_with(date(2027, 1, 25), 80)  # the visit is 36 days before: outside the 30-day window
+    assert too_early.blockers == ("initiating_visit_missing",)
+    december = bill_with(date(2026, 12, 22), 80)  # the published rules still bill 2026
+    assert (december.rule_set, codes(december)) == ("physician-2021", {"99492": 1})
+    without_the_new_data = bill([entry(date(2027, 1, 5), 80)], month="2027-01")
+    assert (without_the_new_data.rule_set, codes(without_the_new_data)) == ("physician-2021", {"99492": 1})

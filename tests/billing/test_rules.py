@@ -11,12 +11,12 @@ from hypothesis import strategies as st
 
 from app.billing.codes import CPT, HCPCS
 from app.billing.rules import (
+    BILLING_MD_EXCLUSIONS,
     RULE_SETS,
     MonthKind,
     RuleSet,
     Variant,
     evaluate,
-    exclusion_violations,
     rule_set_for,
 )
 from app.domain import BillingConfig, BillingSetting, CodeUnits, Program
@@ -288,7 +288,7 @@ def test_code_systems() -> None:
     ],
 )
 def test_exclusion_violations_named(codes: set[str], problem: str) -> None:
-    assert problem in exclusion_violations(tuple(CodeUnits(code, 1) for code in codes))
+    assert problem in BILLING_MD_EXCLUSIONS.violations(tuple(CodeUnits(code, 1) for code in codes))
 
 
 _CONFIGS = [
@@ -306,7 +306,7 @@ def test_no_rule_set_breaks_an_exclusion(rule_set: RuleSet) -> None:
             for program in ("cocm", "general-bhi"):
                 for minutes in range(300):
                     codes = evaluate(rule_set, kind, program, minutes, config).codes
-                    assert exclusion_violations(codes) == [], (kind, program, minutes, codes)
+                    assert rule_set.exclusions.violations(codes) == [], (kind, program, minutes, codes)
                     assert all(item.units >= 1 for item in codes)
 
 
