@@ -165,8 +165,8 @@ class BillingConfig:
     timezone: str = "UTC"
     setting: BillingSetting = "physician"
     count_consultant_time: bool = False
-    g2214_covered: bool = True
-    max_99494_units: int | None = None
+    fallback_covered: bool = True
+    add_on_cap: int | None = None
     apcm_addons: bool = False
     # billing.md FQHC/RHC 2025-01-01..2025-09-30: G0511 still accepted in the transition.
     fqhc_g0511_transition: bool = False

@@ -11,7 +11,7 @@ from functools import cached_property
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -19,6 +19,13 @@ from sqlalchemy.exc import ArgumentError
 from app.domain import BillingConfig, CareConfig
 
 DEFAULT_TENANT = "default"
+
+
+# Settings read under more than one environment name, the first the preferred one.
+ALIASES: dict[str, tuple[str, ...]] = {
+    "fallback_covered": ("COCM_FALLBACK_COVERED", "COCM_G2214_COVERED"),
+    "add_on_cap": ("COCM_ADD_ON_CAP", "COCM_MAX_99494_UNITS"),
+}
 
 
 class SettingsError(SystemExit):
@@ -30,7 +37,9 @@ def _empty_to_none(value: object) -> object:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="COCM_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="COCM_", env_file=".env", extra="ignore", populate_by_name=True
+    )
 
     database_url: str = "sqlite:///./cocm.db"
     # A read replica of database_url for the month-wide billing and registry reads (README,
@@ -44,8 +53,11 @@ class Settings(BaseSettings):
     allow_anonymous: bool = False
     max_body_bytes: int = Field(5_242_880, gt=0)
     count_consultant_time: bool = False
-    g2214_covered: bool = True
-    max_99494_units: int | None = Field(None, ge=0)
+    # Named for what they do; api.md's first names (COCM_G2214_COVERED, COCM_MAX_99494_UNITS) are
+    # accepted too (ALIASES). The fallback under the base code (G2214) is reported; a payer's cap on
+    # add-on units a month (99494).
+    fallback_covered: bool = Field(True, validation_alias=AliasChoices(*ALIASES["fallback_covered"]))
+    add_on_cap: int | None = Field(None, ge=0, validation_alias=AliasChoices(*ALIASES["add_on_cap"]))
     apcm_addons: bool = False
     # billing.md FQHC/RHC: G0511 still accepted 2025-01-01..2025-09-30 (default: 99484).
     fqhc_g0511_transition: bool = False
@@ -74,7 +86,7 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(10, ge=0)
 
     @field_validator(
-        "max_99494_units",
+        "add_on_cap",
         "smart_clients_file",
         "token_secret",
         "public_base_url",
@@ -143,8 +155,8 @@ class Settings(BaseSettings):
             timezone=self.timezone,
             setting=self.billing_setting,
             count_consultant_time=self.count_consultant_time,
-            g2214_covered=self.g2214_covered,
-            max_99494_units=self.max_99494_units,
+            fallback_covered=self.fallback_covered,
+            add_on_cap=self.add_on_cap,
             apcm_addons=self.apcm_addons,
             fqhc_g0511_transition=self.fqhc_g0511_transition,
         )
@@ -187,12 +199,20 @@ def sqlalchemy_url(text: str) -> URL:
     raise ValueError(f"unsupported database {backend!r} (expected sqlite or postgresql)")
 
 
+def _variable(loc: tuple[int | str, ...]) -> str:
+    """The environment name(s) of a setting an error is about, e.g. ``COCM_TIMEZONE`` or
+    ``COCM_ADD_ON_CAP (or COCM_MAX_99494_UNITS)``."""
+    name = "_".join(str(part) for part in loc).upper()
+    for names in ALIASES.values():
+        if name in names:
+            return f"{names[0]} (or {', '.join(names[1:])})"
+    return name if name.startswith("COCM_") else f"COCM_{name}"
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read the environment (and .env); raise SettingsError with one line per bad value."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        reasons = "; ".join(
-            f"COCM_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
-        )
+        reasons = "; ".join(f"{_variable(err['loc'])}: {err['msg']}" for err in exc.errors())
         raise SettingsError(f"cocm-api: invalid settings: {reasons}") from None

@@ -40,7 +40,7 @@ def test_defaults_are_the_contract() -> None:
     assert settings.database_url == "sqlite:///./cocm.db"
     assert settings.timezone == "UTC"
     assert settings.billing_setting == "physician"
-    assert settings.max_99494_units is None
+    assert settings.add_on_cap is None
     assert settings.max_body_bytes == 5_242_880
 
 
@@ -53,8 +53,8 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     assert settings.zone.key == "America/Chicago"
     assert settings.billing_setting == "fqhc_rhc"
     assert settings.sqlalchemy_url.drivername == "postgresql+psycopg"
-    assert settings.max_99494_units == 2
-    assert settings.billing.max_99494_units == 2
+    assert settings.add_on_cap == 2
+    assert settings.billing.add_on_cap == 2
 
 
 @pytest.mark.parametrize("zone", ["Mars/Base", "Not A Zone", "../../etc/passwd"])
@@ -106,8 +106,8 @@ def test_bad_99494_cap(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
 def test_empty_99494_cap_means_no_cap(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv("COCM_MAX_99494_UNITS", value)
     settings = load_settings()
-    assert settings.max_99494_units is None
-    assert settings.billing.max_99494_units is None
+    assert settings.add_on_cap is None
+    assert settings.billing.add_on_cap is None
 
 
 def test_several_bad_values_still_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -135,3 +135,30 @@ def test_console_script_refuses_a_bad_timezone_in_one_line(tmp_path: Path) -> No
     assert len(lines) == 1, lines
     assert "COCM_TIMEZONE" in lines[0]
     assert not (tmp_path / "never-made.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("environment", "fallback_covered", "add_on_cap"),
+    [
+        ({}, True, None),
+        ({"COCM_FALLBACK_COVERED": "false", "COCM_ADD_ON_CAP": "2"}, False, 2),  # the names for what they do
+        ({"COCM_G2214_COVERED": "false", "COCM_MAX_99494_UNITS": "1"}, False, 1),  # api.md's first names
+        ({"COCM_FALLBACK_COVERED": "true", "COCM_G2214_COVERED": "false"}, True, None),  # the new name wins
+        ({"COCM_ADD_ON_CAP": "3", "COCM_MAX_99494_UNITS": "1"}, True, 3),
+    ],
+)
+def test_billing_settings_under_either_name(
+    monkeypatch: pytest.MonkeyPatch,
+    environment: dict[str, str],
+    fallback_covered: bool,
+    add_on_cap: int | None,
+) -> None:
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    assert (settings.billing.fallback_covered, settings.billing.add_on_cap) == (fallback_covered, add_on_cap)
+
+
+def test_a_bad_cap_names_both_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = _refusal(monkeypatch, "COCM_ADD_ON_CAP", "-1")
+    assert "COCM_MAX_99494_UNITS" in message

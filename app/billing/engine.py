@@ -246,14 +246,14 @@ def _code_notes(
         notes.append(f"{minutes} counted minutes; {evaluation.progress}")
     else:
         notes.append(f"{minutes} counted minutes: {evaluation.progress}")
-    if evaluation.capped_from is not None:
+    if evaluation.capped_from is not None and rule.add_on is not None:
         notes.append(
-            f"99494 capped at {config.max_99494_units} by setting "
+            f"{rule.add_on.code} capped at {config.add_on_cap} by setting "
             f"(the minutes support {evaluation.capped_from})"
         )
     fallback = rule.fallback
     if (
-        not config.g2214_covered
+        not config.fallback_covered
         and fallback is not None
         and not evaluation.base_reached
         and not evaluation.codes

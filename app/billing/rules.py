@@ -14,10 +14,10 @@ Choices:
   are "at least" thresholds with no midpoint (billing.md).
 - Add-on units (99494): with base minutes B (70 initial, 60 subsequent) and counted minutes M, units are
   ``max(0, floor((M - B + 14) / 30))`` (billing.md), only when the base code is reached. The general form
-  in the data is ``first unit at B + 16, one more every 30``. ``config.max_99494_units`` caps them; the
+  in the data is ``first unit at B + 16, one more every 30``. ``config.add_on_cap`` caps them; the
   evaluation keeps the uncapped count so the engine can say when the cap cuts.
 - The fallback (G2214) is reported only under the base threshold, only when the rule set has one
-  (none before 2021) and only when ``config.g2214_covered``.
+  (none before 2021) and only when ``config.fallback_covered``.
 - General BHI bills 99484 (one unit a month); in the FQHC/RHC 2025-01..2025-09 transition the rule set
   names G0511 as the alternative used when ``config.fqhc_g0511_transition`` is set.
 - APCM add-ons (CY2026 PFS final rule): G0568 initial, G0569 subsequent, G0570 general BHI, one unit a
@@ -312,7 +312,7 @@ def evaluate(
     rule = rule_set.initial if kind == "initial" else rule_set.subsequent
     base = rule.base
     if minutes < base.minutes:
-        fallback = rule.fallback if config.g2214_covered else None
+        fallback = rule.fallback if config.fallback_covered else None
         base_threshold = Threshold(base.minutes, base.code)
         if fallback is not None and minutes >= fallback.minutes:
             return Evaluation(
@@ -333,7 +333,7 @@ def evaluate(
     if add_on is None:
         return Evaluation(tuple(codes), minutes, (), base_reached=True)
     units = add_on.units(minutes)
-    cap = config.max_99494_units
+    cap = config.add_on_cap
     billed = units if cap is None else min(units, cap)
     if billed:
         codes.append(CodeUnits(add_on.code, billed, add_on.system))

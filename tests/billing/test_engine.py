@@ -162,14 +162,14 @@ def test_consultant_time_counts_with_setting() -> None:
 
 
 def test_g2214_setting_off() -> None:
-    result = bill([entry(date(2026, 1, 5), 20)], config=BillingConfig(g2214_covered=False))
+    result = bill([entry(date(2026, 1, 5), 20)], config=BillingConfig(fallback_covered=False))
     assert result.codes == ()
     assert result.billable is False
     assert "G2214 not reported: not covered by setting" in result.notes
 
 
 def test_99494_cap_is_noted() -> None:
-    result = bill([entry(date(2026, 1, 5), 150)], config=BillingConfig(max_99494_units=2))
+    result = bill([entry(date(2026, 1, 5), 150)], config=BillingConfig(add_on_cap=2))
     assert codes(result) == {"99492": 1, "99494": 2}
     assert "99494 capped at 2 by setting (the minutes support 3)" in result.notes
 
@@ -479,8 +479,8 @@ _MONTH = Month(2026, 3)
 _CONFIGS = st.sampled_from(
     [
         BillingConfig(),
-        BillingConfig(timezone="America/Chicago", max_99494_units=2),
-        BillingConfig(g2214_covered=False, count_consultant_time=True),
+        BillingConfig(timezone="America/Chicago", add_on_cap=2),
+        BillingConfig(fallback_covered=False, count_consultant_time=True),
         BillingConfig(setting="fqhc_rhc"),
     ]
 )
@@ -594,9 +594,9 @@ def test_more_minutes_never_fewer_units(
         (85, BillingConfig(), [(86, "99494", 1, True)]),
         (86, BillingConfig(), [(116, "99494", 2, True)]),
         (116, BillingConfig(), [(146, "99494", 3, True)]),
-        (15, BillingConfig(g2214_covered=False), [(36, "99492", 1, False)]),
-        (86, BillingConfig(max_99494_units=1), []),  # at the cap more minutes add nothing
-        (85, BillingConfig(max_99494_units=1), [(86, "99494", 1, True)]),
+        (15, BillingConfig(fallback_covered=False), [(36, "99492", 1, False)]),
+        (86, BillingConfig(add_on_cap=1), []),  # at the cap more minutes add nothing
+        (85, BillingConfig(add_on_cap=1), [(86, "99494", 1, True)]),
     ],
 )
 def test_pending_thresholds_of_an_initial_month(

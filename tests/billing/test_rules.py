@@ -119,7 +119,7 @@ def test_g2214_starts_with_2021_dates_of_service(day: date, g2214: bool) -> None
 
 @pytest.mark.parametrize(("kind", "minutes"), [("initial", 16), ("initial", 35), ("subsequent", 16)])
 def test_g2214_not_reported_when_setting_off(kind: MonthKind, minutes: int) -> None:
-    config = BillingConfig(g2214_covered=False)
+    config = BillingConfig(fallback_covered=False)
     assert _codes("physician", PHYSICIAN_2026, kind, minutes, config=config) == {}
     assert _codes("physician", PHYSICIAN_2026, kind, 200, config=config)["99494"] >= 1
 
@@ -138,7 +138,7 @@ def test_g2214_not_reported_when_setting_off(kind: MonthKind, minutes: int) -> N
 def test_99494_cap_by_setting(
     minutes: int, cap: int | None, expected_units: int, capped_from: int | None
 ) -> None:
-    config = BillingConfig(max_99494_units=cap)
+    config = BillingConfig(add_on_cap=cap)
     evaluation = evaluate(_rules("physician", PHYSICIAN_2026), "initial", "cocm", minutes, config)
     units = {item.code: item.units for item in evaluation.codes}
     assert units.get("99494", 0) == expected_units
@@ -293,8 +293,8 @@ def test_exclusion_violations_named(codes: set[str], problem: str) -> None:
 
 _CONFIGS = [
     BillingConfig(),
-    BillingConfig(g2214_covered=False),
-    BillingConfig(max_99494_units=2),
+    BillingConfig(fallback_covered=False),
+    BillingConfig(add_on_cap=2),
     BillingConfig(setting="fqhc_rhc", fqhc_g0511_transition=True),
 ]
 

@@ -156,7 +156,7 @@ def test_billing_view_without_minutes(pages: TestClient) -> None:
 def test_capped_add_on_shows_minutes_without_a_next_threshold(
     make_client: Callable[..., TestClient],
 ) -> None:
-    client = make_client(max_99494_units=1)
+    client = make_client(add_on_cap=1)
     clinic = Clinic(Fhir(client))
     pid = clinic.enrolled("Busy")
     clinic.minutes(pid, "2026-01-05T10:00:00Z", 130)
