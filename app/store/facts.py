@@ -12,14 +12,16 @@ extract facts once").
 - Encounter: a time entry and any initiating-visit / APCM facts (``app.billing.facts``).
 - Consent and EpisodeOfCare: their billing facts.
 
-Fact rows are replaced on every version and removed with the resource.
+Fact rows are replaced on every version and removed with the resource. ``extract`` returns a
+``FactPlan`` that the repository applies (it never writes itself); ``clear`` removes the old rows.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -34,8 +36,8 @@ from app.measures.scoring import (
     score_observation,
     score_questionnaire_response,
 )
-from app.store.db import insert_later
 from app.store.models import (
+    Base,
     ConsentFactRow,
     EpisodeOfCareFactRow,
     MeasurementRow,
@@ -44,12 +46,23 @@ from app.store.models import (
     VisitFactRow,
 )
 
-if TYPE_CHECKING:
-    from app.store.repository import ResourceStore
-
 COCM_TAG_SYSTEM = "http://cocm-api.org/fhir/CodeSystem/cocm-tag"
 DERIVED_TAG = "derived-score"
 DERIVED_TOKEN = "_cocm-derived-from"  # noqa: S105 (a search-token name, not a secret)  # internal token: the response a derived Observation came from
+
+
+@dataclass
+class FactPlan:
+    """What one write extracts, for the repository to apply in the same transaction: fact rows to
+    insert, the derived total-score Observation to write (``derived_id``: the one to update, None
+    for a new one) and the derived Observations to delete, and the scoring warnings. Building it
+    writes nothing, so facts and the repository do not call each other."""
+
+    rows: list[tuple[type[Base], dict[str, Any]]] = field(default_factory=list)
+    derived: dict[str, Any] | None = None
+    derived_id: str | None = None
+    derived_deletes: list[str] = field(default_factory=list)
+    warnings: list[Issue] = field(default_factory=list)
 
 
 @dataclass
@@ -171,99 +184,109 @@ def _derived_ids(session: Session, tenant: str, response_id: str) -> list[str]:
 
 
 def extract(
-    store: ResourceStore,
     rtype: str,
     rid: str,
     patient_id: str | None,
     data: dict[str, Any],
+    zone: ZoneInfo,
+    tenant: str,
     *,
-    new: bool = False,
-) -> list[Issue]:
-    """Replace the fact rows of ``rtype/rid`` from its new content; return scoring warnings.
-    ``new``: the resource has never been stored, so there is nothing to clear."""
-    session, tenant, zone = store.session, store.tenant, store.zone
-    derived = [] if new else clear(session, tenant, rtype, rid)
+    derived_ids: list[str],
+    response_scored: Callable[[str], bool],
+) -> FactPlan:
+    """The facts of ``rtype/rid`` from its new content. ``derived_ids``: the Observations derived
+    from it so far (``clear`` returned them); ``response_scored(id)``: whether this server holds the
+    measurement of QuestionnaireResponse ``id`` (one measurement, never two)."""
+    plan = FactPlan()
     if patient_id is None:
-        return []
+        return plan
     if rtype == "QuestionnaireResponse":
-        return _extract_response(store, rid, patient_id, data, [oid for _, oid in derived])
-    if rtype == "Observation":
-        _extract_observation(store, rid, patient_id, data)
+        _extract_response(plan, rid, patient_id, data, zone, tenant, derived_ids)
+    elif rtype == "Observation":
+        _extract_observation(plan, rid, patient_id, data, zone, tenant, response_scored)
     elif rtype == "Encounter":
         entry = billing_facts.time_entry_from_encounter(data, rid, patient_id, zone.key)
         if entry is not None:
-            insert_later(
-                session,
-                TimeEntryRow,
-                {
-                    "tenant": tenant,
-                    "encounter_id": rid,
-                    "patient_id": patient_id,
-                    "start": entry.start,
-                    "seconds": entry.seconds,
-                    "activity": entry.activity,
-                    "excluded": entry.excluded,
-                },
+            plan.rows.append(
+                (
+                    TimeEntryRow,
+                    {
+                        "tenant": tenant,
+                        "encounter_id": rid,
+                        "patient_id": patient_id,
+                        "start": entry.start,
+                        "seconds": entry.seconds,
+                        "activity": entry.activity,
+                        "excluded": entry.excluded,
+                    },
+                )
             )
         for visit in billing_facts.visit_from_encounter(data, rid, patient_id, zone.key):
-            insert_later(
-                session,
-                VisitFactRow,
-                {
-                    "tenant": tenant,
-                    "encounter_id": rid,
-                    "system": visit.system,
-                    "code": visit.code,
-                    "patient_id": patient_id,
-                    "on_date": visit.on,
-                },
+            plan.rows.append(
+                (
+                    VisitFactRow,
+                    {
+                        "tenant": tenant,
+                        "encounter_id": rid,
+                        "system": visit.system,
+                        "code": visit.code,
+                        "patient_id": patient_id,
+                        "on_date": visit.on,
+                    },
+                )
             )
     elif rtype == "Consent":
         consent = billing_facts.consent_fact(data, rid, patient_id, zone.key)
-        insert_later(
-            session,
-            ConsentFactRow,
-            {
-                "tenant": tenant,
-                "consent_id": rid,
-                "patient_id": patient_id,
-                "active": consent.active,
-                "on_date": consent.on,
-            },
+        plan.rows.append(
+            (
+                ConsentFactRow,
+                {
+                    "tenant": tenant,
+                    "consent_id": rid,
+                    "patient_id": patient_id,
+                    "active": consent.active,
+                    "on_date": consent.on,
+                },
+            )
         )
     elif rtype == "EpisodeOfCare":
         episode = billing_facts.episode_of_care_fact(data, rid, patient_id, zone.key)
-        if episode is None:
-            return []
-        insert_later(
-            session,
-            EpisodeOfCareFactRow,
-            {
-                "tenant": tenant,
-                "episode_id": rid,
-                "patient_id": patient_id,
-                "start": episode.start,
-                "end": episode.end,
-                "finished": episode.finished,
-                "program": episode.program,
-            },
-        )
-    return []
+        if episode is not None:
+            plan.rows.append(
+                (
+                    EpisodeOfCareFactRow,
+                    {
+                        "tenant": tenant,
+                        "episode_id": rid,
+                        "patient_id": patient_id,
+                        "start": episode.start,
+                        "end": episode.end,
+                        "finished": episode.finished,
+                        "program": episode.program,
+                    },
+                )
+            )
+    return plan
 
 
 def _extract_response(
-    store: ResourceStore, rid: str, patient_id: str, data: dict[str, Any], derived_ids: list[str]
-) -> list[Issue]:
+    plan: FactPlan,
+    rid: str,
+    patient_id: str,
+    data: dict[str, Any],
+    zone: ZoneInfo,
+    tenant: str,
+    derived_ids: list[str],
+) -> None:
     scored = score_questionnaire_response(data)
-    warnings = [Issue(w, "informational", "warning") for w in (scored.warnings if scored else ())]
+    plan.warnings += [Issue(w, "informational", "warning") for w in (scored.warnings if scored else ())]
     if scored is None or not scored.complete or scored.total is None:
-        for oid in derived_ids:
-            store.delete_derived("Observation", oid)
-        return warnings
-    effective = parse_instant(data.get("authored"), store.zone)
+        plan.derived_deletes += derived_ids
+        return
+    effective = parse_instant(data.get("authored"), zone)
     if effective is None:
-        effective = parse_instant(data["meta"]["lastUpdated"], store.zone)
-        warnings.append(
+        effective = parse_instant(data["meta"]["lastUpdated"], zone)
+        plan.warnings.append(
             Issue(
                 "QuestionnaireResponse.authored is missing: the time received is used",
                 "informational",
@@ -271,47 +294,53 @@ def _extract_response(
             )
         )
     assert effective is not None
-    insert_later(
-        store.session,
-        MeasurementRow,
-        {
-            "tenant": store.tenant,
-            "source_type": "QuestionnaireResponse",
-            "source_id": rid,
-            "patient_id": patient_id,
-            "instrument": scored.instrument,
-            "score": scored.total,
-            "item9": scored.item9,
-            "effective": effective,
-            "warnings": orjson.dumps([w.diagnostics for w in warnings]).decode(),
-        },
+    plan.rows.append(
+        (
+            MeasurementRow,
+            {
+                "tenant": tenant,
+                "source_type": "QuestionnaireResponse",
+                "source_id": rid,
+                "patient_id": patient_id,
+                "instrument": scored.instrument,
+                "score": scored.total,
+                "item9": scored.item9,
+                "effective": effective,
+                "warnings": orjson.dumps([w.diagnostics for w in plan.warnings]).decode(),
+            },
+        )
     )
     observation = derived_observation(rid, data, scored)
     meta = observation.setdefault("meta", {})
     meta["tag"] = [*meta.get("tag", []), {"system": COCM_TAG_SYSTEM, "code": DERIVED_TAG}]
-    for extra in derived_ids[1:]:
-        store.delete_derived("Observation", extra)
-    store.write_derived("Observation", derived_ids[0] if derived_ids else None, observation, patient_id)
-    return warnings
+    plan.derived = observation
+    plan.derived_id = derived_ids[0] if derived_ids else None
+    plan.derived_deletes += derived_ids[1:]
 
 
-def _extract_observation(store: ResourceStore, rid: str, patient_id: str, data: dict[str, Any]) -> None:
+def _extract_observation(
+    plan: FactPlan,
+    rid: str,
+    patient_id: str,
+    data: dict[str, Any],
+    zone: ZoneInfo,
+    tenant: str,
+    response_scored: Callable[[str], bool],
+) -> None:
     if is_derived(data):
         return  # the response it came from holds the measurement
     score = score_observation(data)
-    if score is not None and score.derived_from is not None:
-        response_id = score.derived_from.rsplit("/", 1)[-1]
-        already = store.session.get(MeasurementRow, (store.tenant, "QuestionnaireResponse", response_id))
-        if already is not None:
-            return  # one measurement, never two (measures.md)
+    derived_from = score.derived_from if score is not None else None
+    if derived_from is not None and response_scored(derived_from.rsplit("/", 1)[-1]):
+        return  # one measurement, never two (measures.md)
     # api.md: item 9 from every representation. An item-level 44260-8 Observation is a PHQ-9 row
     # without a score: it counts for safety_risk only (app.care.status).
     item9 = score.item9 if score is not None else item9_observation(data)
     if score is None and item9 is None:
         return
-    effective = _effective("Observation", data, store.zone)
+    effective = _effective("Observation", data, zone)
     if effective is None:
-        effective = parse_instant(data.get("issued"), store.zone)
+        effective = parse_instant(data.get("issued"), zone)
     if effective is None:
         raise BusinessRuleViolation(
             Issue(
@@ -320,18 +349,19 @@ def _extract_observation(store: ResourceStore, rid: str, patient_id: str, data: 
                 expression=("Observation.effective[x]",),
             )
         )
-    insert_later(
-        store.session,
-        MeasurementRow,
-        {
-            "tenant": store.tenant,
-            "source_type": "Observation",
-            "source_id": rid,
-            "patient_id": patient_id,
-            "instrument": score.instrument if score is not None else "PHQ-9",
-            "score": score.score if score is not None else None,
-            "item9": item9,
-            "effective": effective,
-            "warnings": "[]",
-        },
+    plan.rows.append(
+        (
+            MeasurementRow,
+            {
+                "tenant": tenant,
+                "source_type": "Observation",
+                "source_id": rid,
+                "patient_id": patient_id,
+                "instrument": score.instrument if score is not None else "PHQ-9",
+                "score": score.score if score is not None else None,
+                "item9": item9,
+                "effective": effective,
+                "warnings": "[]",
+            },
+        )
     )

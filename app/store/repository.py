@@ -46,7 +46,14 @@ from app.store import facts
 from app.store.db import WRITE_OPTION, insert_later, transaction_info
 from app.store.models import SYSTEM as SYSTEM_LENGTH
 from app.store.models import VALUE as VALUE_LENGTH
-from app.store.models import AuditEventRow, Resource, ResourceIdentifier, ResourceToken, ResourceVersion
+from app.store.models import (
+    AuditEventRow,
+    MeasurementRow,
+    Resource,
+    ResourceIdentifier,
+    ResourceToken,
+    ResourceVersion,
+)
 from app.store.search import build_conditions, reference_id
 
 
@@ -549,9 +556,36 @@ class ResourceStore:
                     "value": value,
                 },
             )
-        warnings = facts.extract(self, rtype, rid, patient_id, body, new=version_id == 1)
+        derived_ids = (
+            [] if version_id == 1 else [oid for _, oid in facts.clear(self.session, self.tenant, rtype, rid)]
+        )
+        plan = facts.extract(
+            rtype,
+            rid,
+            patient_id,
+            body,
+            self.zone,
+            self.tenant,
+            derived_ids=derived_ids,
+            response_scored=self._response_scored,
+        )
+        self._apply(plan, patient_id)
         stored = Stored(rtype, rid, version_id, moment, content.encode())
-        return WriteResult(stored, created, warnings)
+        return WriteResult(stored, created, plan.warnings)
+
+    def _response_scored(self, response_id: str) -> bool:
+        return (
+            self.session.get(MeasurementRow, (self.tenant, "QuestionnaireResponse", response_id)) is not None
+        )
+
+    def _apply(self, plan: facts.FactPlan, patient_id: str | None) -> None:
+        """Write what ``facts.extract`` planned: fact rows, then the derived Observations."""
+        for model, values in plan.rows:
+            insert_later(self.session, model, values)
+        for oid in plan.derived_deletes:
+            self.delete_derived("Observation", oid)
+        if plan.derived is not None and patient_id is not None:
+            self.write_derived("Observation", plan.derived_id, plan.derived, patient_id)
 
     def _insert_version(
         self, rtype: str, rid: str, version_id: int, moment: datetime, content: str | None

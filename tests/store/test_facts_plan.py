@@ -1,0 +1,131 @@
+"""``facts.extract`` plans without writing (it takes no session), and the repository applies the
+plan: direct tests of both, below the HTTP edge."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import Engine, select
+
+from app.errors import Forbidden
+from app.measures.instruments import PHQ9
+from app.services.uow import transact
+from app.store import facts
+from app.store.db import make_sessionmaker
+from app.store.models import MeasurementRow, Resource
+from app.store.repository import ResourceStore
+from tests.conftest import _empty_tables, load_fixture
+
+UTC = ZoneInfo("UTC")
+
+
+def response(patient: str = "p1", *, status: str = "completed") -> dict[str, Any]:
+    body = copy.deepcopy(load_fixture("us-core-phq9-questionnaireresponse.json"))
+    body.update(id="q1", subject={"reference": f"Patient/{patient}"}, status=status)
+    body["meta"] = {"lastUpdated": "2026-01-05T10:00:00Z"}
+    return body
+
+
+def plan_of(data: dict[str, Any], derived_ids: tuple[str, ...] = (), scored: bool = False) -> facts.FactPlan:
+    return facts.extract(
+        data["resourceType"],
+        data.get("id", "x1"),
+        "p1",
+        data,
+        UTC,
+        "default",
+        derived_ids=list(derived_ids),
+        response_scored=lambda _: scored,
+    )
+
+
+def test_a_scored_response_plans_one_measurement_and_a_derived_observation() -> None:
+    plan = plan_of(response())
+    [(model, row)] = plan.rows
+    assert (model, row["score"], row["item9"], row["instrument"]) == (MeasurementRow, 12, 0, "PHQ-9")
+    assert plan.derived is not None and plan.derived["valueQuantity"]["value"] == 12
+    assert (plan.derived_id, plan.derived_deletes, plan.warnings) == (None, [], [])
+
+
+def test_a_rescored_response_updates_its_first_derived_observation_and_drops_the_rest() -> None:
+    plan = plan_of(response(), derived_ids=("o1", "o2", "o3"))
+    assert (plan.derived_id, plan.derived_deletes) == ("o1", ["o2", "o3"])
+
+
+def test_an_incomplete_response_plans_no_score_and_drops_every_derived_observation() -> None:
+    plan = plan_of(response(status="in-progress"), derived_ids=("o1", "o2"))
+    assert (plan.rows, plan.derived, plan.derived_deletes) == ([], None, ["o1", "o2"])
+    assert any("only a completed or amended response gets a total" in w.diagnostics for w in plan.warnings)
+
+
+@pytest.mark.parametrize(("scored", "rows"), [(True, 0), (False, 1)])
+def test_a_total_derived_from_a_scored_response_is_the_same_measurement(scored: bool, rows: int) -> None:
+    observation = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": PHQ9.total}]},
+        "effectiveDateTime": "2026-01-05",
+        "valueInteger": 12,
+        "derivedFrom": [{"reference": "QuestionnaireResponse/q1"}],
+    }
+    assert len(plan_of(observation, scored=scored).rows) == rows
+
+
+def test_without_a_patient_nothing_is_planned() -> None:
+    plan = facts.extract(
+        "QuestionnaireResponse",
+        "q1",
+        None,
+        response(),
+        UTC,
+        "default",
+        derived_ids=["o1"],
+        response_scored=bool,
+    )
+    assert plan == facts.FactPlan()
+
+
+# --- the repository applies the plan ---------------------------------------------------------------
+
+
+@pytest.fixture
+def store(migrated_engine: Engine) -> Any:
+    _empty_tables(migrated_engine)
+    with make_sessionmaker(migrated_engine)() as session:
+        yield ResourceStore(session, "default", UTC)
+
+
+def _derived(store: ResourceStore) -> list[tuple[str, bool]]:
+    with store.session.begin():
+        rows = store.session.execute(
+            select(Resource.id, Resource.deleted).where(Resource.type == "Observation").order_by(Resource.id)
+        )
+        return [(rid, deleted) for rid, deleted in rows]
+
+
+def _scores(store: ResourceStore) -> list[int | None]:
+    with store.session.begin():
+        return list(store.session.scalars(select(MeasurementRow.score)))
+
+
+def test_the_repository_writes_what_was_planned(store: ResourceStore) -> None:
+    transact(store, lambda: store.update("Patient", "p1", {"resourceType": "Patient", "id": "p1"}))
+    transact(store, lambda: store.update("QuestionnaireResponse", "q1", response()))
+    [(oid, deleted)] = _derived(store)
+    assert not deleted
+    assert _scores(store) == [12]
+    # the response becomes incomplete: its measurement and its derived Observation go
+    transact(store, lambda: store.update("QuestionnaireResponse", "q1", response(status="in-progress")))
+    assert _derived(store) == [(oid, True)]
+    assert _scores(store) == []
+
+
+def test_the_scope_check_is_the_predicate_the_store_was_given(store: ResourceStore) -> None:
+    store.permits = lambda rtype, interaction: rtype != "Patient" or interaction != "c"
+    with pytest.raises(Forbidden):
+        transact(store, lambda: store.create("Patient", {"resourceType": "Patient"}))
+    with store.session.begin():
+        assert store.session.scalars(select(Resource.id)).all() == []
