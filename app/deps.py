@@ -106,13 +106,15 @@ async def get_store(request: Request, caller: CallerDep) -> AsyncIterator[Resour
     reads = session if replica is request.app.state.sessionmaker else replica()
     try:
         address = request.client.host if request.client else None
-        store = ResourceStore(
-            session, caller.tenant, request.app.state.settings.zone, Actor(caller.agent, address)
+        yield ResourceStore(
+            session,
+            caller.tenant,
+            request.app.state.settings.zone,
+            Actor(caller.agent, address),
+            permits=partial(allows, caller.scopes),
+            write_lock=request.app.state.write_lock,
+            reads=reads,
         )
-        store.write_lock = request.app.state.write_lock
-        store.permits = partial(allows, caller.scopes)
-        store.reads = reads
-        yield store
     finally:
         session.close()
         if reads is not session:

@@ -149,19 +149,35 @@ def _permit_all(rtype: str, interaction: str) -> bool:
 
 
 class ResourceStore:
-    def __init__(self, session: Session, tenant: str, zone: ZoneInfo, actor: Actor = SYSTEM_ACTOR) -> None:
+    """One tenant's resources over one session, built whole here.
+
+    ``permits(rtype, interaction)``: whether the caller may do a SMART interaction (c r u d s) on a
+    type (the request dependencies pass ``partial(allows, caller.scopes)``; default: everything, for
+    the CLI, the demo and tests). ``write_lock``: ``app.store.db.write_lock`` of the engine.
+    ``reads``: where month-wide billing and registry reads go, a read replica's session when
+    ``COCM_DATABASE_READ_URL`` is set, else ``session``."""
+
+    def __init__(
+        self,
+        session: Session,
+        tenant: str,
+        zone: ZoneInfo,
+        actor: Actor = SYSTEM_ACTOR,
+        *,
+        permits: Callable[[str, str], bool] = _permit_all,
+        write_lock: AbstractContextManager[object] | None = None,
+        reads: Session | None = None,
+    ) -> None:
         self.session = session
         self.tenant = tenant
         self.zone = zone
         self.actor = actor
-        self.write_lock: AbstractContextManager[object] = nullcontext()  # see app.store.db.write_lock
-        # Whether the caller may do interaction (c r u d s) on a type; set by the service layer
-        # (app.deps: ``partial(allows, caller.scopes)``). Default: everything (CLI, demo, tests).
-        self.permits: Callable[[str, str], bool] = _permit_all
+        self.permits = permits
+        self.write_lock: AbstractContextManager[object] = (
+            write_lock if write_lock is not None else nullcontext()
+        )
+        self.reads: Session = reads if reads is not None else session
         self.attempt: tuple[str, str, str | None] | None = None  # (action, type, id) of the first step
-        # Where month-wide billing and registry reads go: a read replica's session when
-        # COCM_DATABASE_READ_URL is set (app.deps.get_store), else this session.
-        self.reads: Session = session
 
     def require(self, rtype: str, *interactions: str, rid: str | None = None) -> None:
         """The caller's scopes must allow each SMART interaction (c r u d s) on ``rtype``: enforced

@@ -124,7 +124,12 @@ def test_the_repository_writes_what_was_planned(store: ResourceStore) -> None:
 
 
 def test_the_scope_check_is_the_predicate_the_store_was_given(store: ResourceStore) -> None:
-    store.permits = lambda rtype, interaction: rtype != "Patient" or interaction != "c"
+    store = ResourceStore(
+        store.session,
+        "default",
+        UTC,
+        permits=lambda rtype, interaction: rtype != "Patient" or interaction != "c",
+    )
     with pytest.raises(Forbidden):
         transact(store, lambda: store.create("Patient", {"resourceType": "Patient"}))
     with store.session.begin():
