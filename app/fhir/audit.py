@@ -10,14 +10,14 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy import ColumnElement, func, or_, select
 
 from app.deps import SettingsDep, StoreDep
 from app.errors import InvalidInput, Issue, NotFound
-from app.fhir.outcome import fhir_response
+from app.fhir.outcome import fhir_base, fhir_response
+from app.resources.bundle import searchset
 from app.services.uow import transact
 from app.store.models import AuditEventRow
 from app.store.repository import format_instant
@@ -108,26 +108,13 @@ def search_audit_events(request: Request, store: StoreDep, settings: SettingsDep
         return list(rows), total
 
     rows, total = transact(store, work)
-    base = str(request.base_url).rstrip("/") + "/fhir"
+    base = fhir_base(request)
     links = [{"relation": "self", "url": str(request.url)}]
     if offset + count < total:
         query = [(k, v) for k, v in params if k != "_offset"] + [("_offset", str(offset + count))]
         links.append({"relation": "next", "url": f"{base}/AuditEvent?{urlencode(query)}"})
-    body = {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": total,
-        "link": links,
-        "entry": [
-            {
-                "fullUrl": f"{base}/AuditEvent/{row.id}",
-                "resource": audit_event_resource(row),
-                "search": {"mode": "match"},
-            }
-            for row in rows
-        ],
-    }
-    return fhir_response(orjson.dumps(body))
+    entries = [("AuditEvent", row.id, audit_event_resource(row)) for row in rows]
+    return fhir_response(searchset(base, entries, total, links))
 
 
 @router.get("/AuditEvent/{event_id}", summary="Read one AuditEvent")

@@ -6,11 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from fastapi import Request
 from fastapi.responses import Response
 
 from app.auth.scopes import www_authenticate
 from app.errors import DomainError, Forbidden, Issue, Unavailable
 from app.resources.outcome import FHIR_JSON, outcome, status_of
+
+
+def fhir_base(request: Request) -> str:
+    """The absolute FHIR base URL of this server as the request reached it."""
+    return str(request.base_url).rstrip("/") + "/fhir"
 
 
 def fhir_response(

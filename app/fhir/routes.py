@@ -18,8 +18,9 @@ from app.auth.routes import advertised_token_url
 from app.deps import BodyDep, SettingsDep, StoreDep
 from app.errors import InvalidInput, Issue, NotFound, NotSupported
 from app.fhir.capability import capability_statement
-from app.fhir.outcome import fhir_response, outcome_response
+from app.fhir.outcome import fhir_base, fhir_response, outcome_response
 from app.resources import cursor as cursor_codec
+from app.resources.bundle import searchset
 from app.resources.outcome import FHIR_JSON
 from app.resources.validation import SUPPORTED_TYPES
 from app.services.bundles import process_bundle
@@ -47,10 +48,6 @@ def _check_type(rtype: str, *, writing: bool = False) -> None:
     if rtype in READ_ONLY_TYPES and writing:
         raise NotSupported(f"{rtype} is computed or written by the service; it cannot be written")
     raise NotFound(Issue(f"resource type {rtype!r} is not supported by this server", "not-supported"))
-
-
-def fhir_base(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + "/fhir"
 
 
 def resource_headers(stored: Stored) -> dict[str, str]:
@@ -147,21 +144,8 @@ def search(
         links.append({"relation": "next", "url": link(offset + count)})
     if offset > 0:
         links.append({"relation": "previous", "url": link(max(0, offset - count))})
-    return fhir_response(searchset(base, resources, total, links))
-
-
-def searchset(base: str, resources: list[Stored], total: int, links: list[dict[str, str]]) -> bytes:
-    entries = [
-        {
-            "fullUrl": f"{base}/{s.type}/{s.id}",
-            "resource": orjson.Fragment(s.content or b"{}"),
-            "search": {"mode": "match"},
-        }
-        for s in resources
-    ]
-    return orjson.dumps(
-        {"resourceType": "Bundle", "type": "searchset", "total": total, "link": links, "entry": entries}
-    )
+    entries = [(s.type, s.id, s.content or b"{}") for s in resources]
+    return fhir_response(searchset(base, entries, total, links))
 
 
 @router.put("/{rtype}", summary="Conditional update", openapi_extra=BODY_SCHEMA)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -29,7 +28,8 @@ from app.care.status import CareStatus, MeasureSummary
 from app.deps import SettingsDep, StoreDep
 from app.domain import BillingMonth
 from app.errors import InvalidInput, Issue, NotFound
-from app.fhir.outcome import fhir_response
+from app.fhir.outcome import fhir_base, fhir_response
+from app.resources.bundle import searchset
 from app.services.reports import patient_billing, patient_care_status
 from app.services.uow import transact
 from app.store.search import reference_id
@@ -49,18 +49,9 @@ def _required_patient(request: Request) -> str:
 
 
 def _bundle(request: Request, resources: list[dict[str, Any]]) -> Response:
-    base = str(request.base_url).rstrip("/") + "/fhir"
-    body = {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": len(resources),
-        "link": [{"relation": "self", "url": str(request.url)}],
-        "entry": [
-            {"fullUrl": f"{base}/{r['resourceType']}/{r['id']}", "resource": r, "search": {"mode": "match"}}
-            for r in resources
-        ],
-    }
-    return fhir_response(orjson.dumps(body))
+    entries = [(r["resourceType"], r["id"], r) for r in resources]
+    links = [{"relation": "self", "url": str(request.url)}]
+    return fhir_response(searchset(fhir_base(request), entries, len(resources), links))
 
 
 def _stable_id(*parts: str) -> str:
