@@ -53,12 +53,12 @@ from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
 from app.errors import DomainError, InvalidInput, Issue
+from app.resources.bundle import entry_url
 from app.resources.validation import SUPPORTED_TYPES, parse_json
 from app.services.bundles import rewrite_references
 from app.services.uow import transact
 from app.settings import DEFAULT_TENANT, Settings
-from app.store.models import Resource
-from app.store.repository import Actor, ResourceStore, same_content
+from app.store.repository import Actor, ResourceStore, WriteResult
 
 IMPORT_ACTOR = Actor("cli:import")
 NDJSON_SUFFIXES = {".ndjson", ".jsonl"}
@@ -265,18 +265,13 @@ class _Runner:
         if not isinstance(request, dict):
             raise InvalidInput(Issue("Bundle.entry.request must be an object", "structure"))
         method = str(request.get("method", "")).upper()
-        url = str(request.get("url", "")).strip()
-        if "://" in url:  # an absolute URL: keep what follows the FHIR base
-            url = url.split("://", 1)[1].split("/", 1)[-1]
-            url = url.split("fhir/", 1)[1] if url.startswith("fhir/") or "/fhir/" in url else url
-        url = url.lstrip("/")
-        if url.split("?", 1)[0].split("/", 1)[0] != rtype:
+        url_type, rest = entry_url(str(request.get("url", "")))
+        if url_type != rtype:
             raise InvalidInput(
                 Issue(
                     f"request.url does not name the resource's type {rtype}", "invalid", expression=("url",)
                 )
             )
-        rest = url[len(rtype) :]
         store = self.store
         if method == "POST":
             result = store.create(rtype, resource, if_none_exist=request.get("ifNoneExist"))
@@ -285,14 +280,11 @@ class _Runner:
             rid = rest[1:]
             return self._put(rtype, rid, {**resource, "id": resource.get("id", rid)})
         if method == "PUT" and rest.startswith("?"):
-            matches = store.match(rtype, rest[1:], "the conditional update")
-            if len(matches) == 1 and same_content(resource, matches[0].content):
-                return "unchanged", matches[0].id
-            result = store.conditional_update(rtype, rest[1:], resource)
-            return ("created" if result.created else "updated"), result.stored.id
+            result = store.conditional_update(rtype, rest[1:], resource, unless_same=True)
+            return _outcome(result), result.stored.id
         raise InvalidInput(
             Issue(
-                f"request {method or '(no method)'} {url} is not supported by an import "
+                f"request {method or '(no method)'} {url_type}{rest} is not supported by an import "
                 "(POST Type, PUT Type/id or PUT Type?query)",
                 "not-supported",
             )
@@ -300,11 +292,13 @@ class _Runner:
 
     def _put(self, rtype: str, rid: str, resource: dict[str, Any]) -> tuple[str, str]:
         """Update-as-create at ``rid``, unless the stored version has the same content."""
-        row = self.store.session.get(Resource, (self.store.tenant, rtype, rid))
-        if row is not None and not row.deleted and same_content(resource, row.content):
-            return "unchanged", rid
-        result = self.store.update(rtype, rid, resource)
-        return ("created" if result.created else "updated"), rid
+        return _outcome(self.store.update(rtype, rid, resource, unless_same=True)), rid
+
+
+def _outcome(result: WriteResult) -> str:
+    if result.created:
+        return "created"
+    return "updated" if result.changed else "unchanged"
 
 
 # ---------------------------------------------------------------- reading

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import hypothesis.core
 import pytest
@@ -25,7 +26,7 @@ from sqlalchemy.engine import make_url
 
 from app.main import create_app
 from app.settings import Settings
-from app.store.db import make_engine
+from app.store.db import make_engine, make_sessionmaker
 from app.store.migrate import upgrade
 from app.store.models import Base
 
@@ -122,6 +123,17 @@ def make_client(
 @pytest.fixture
 def client(make_client: Callable[..., TestClient]) -> TestClient:
     return make_client()
+
+
+@pytest.fixture
+def store(migrated_engine: Engine) -> Iterator[Any]:
+    """A ``ResourceStore`` of tenant ``default`` over a session of the emptied test database, for
+    tests below the HTTP edge (every scope permitted)."""
+    from app.store.repository import ResourceStore
+
+    _empty_tables(migrated_engine)
+    with make_sessionmaker(migrated_engine)() as session:
+        yield ResourceStore(session, "default", ZoneInfo("UTC"))
 
 
 @pytest.fixture

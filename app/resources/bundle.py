@@ -34,3 +34,16 @@ def searchset(
             ],
         }
     )
+
+
+def entry_url(url: str) -> tuple[str, str]:
+    """A Bundle entry's ``request.url`` as (resource type, the rest): ``Patient/p1`` gives
+    ("Patient", "/p1"), ``Encounter?identifier=a|b`` ("Encounter", "?identifier=a|b"). An absolute
+    URL of this server keeps what follows its FHIR base (``http://host/fhir/Patient/p1``)."""
+    url = url.strip()
+    if "://" in url:
+        url = url.split("://", 1)[1].split("/", 1)[-1]
+        url = url.split("fhir/", 1)[1] if url.startswith("fhir/") or "/fhir/" in url else url
+    url = url.lstrip("/")
+    rtype = url.split("?", 1)[0].split("/", 1)[0]
+    return rtype, url[len(rtype) :]

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from app.errors import DomainError, InvalidInput, Issue, NotSupported, PayloadTooLarge
+from app.resources.bundle import entry_url
 from app.resources.outcome import outcome, status_of
 from app.resources.validation import SUPPORTED_TYPES
 from app.services.uow import transact
@@ -108,12 +109,7 @@ def _request_of(index: int, entry: dict[str, Any]) -> tuple[str, str, str]:
                 expression=(f"{where}.method",),
             )
         )
-    url = str(request.get("url", "")).strip()
-    if "://" in url:  # an absolute URL of this server: keep what follows the FHIR base
-        url = url.split("://", 1)[1].split("/", 1)[-1]
-        url = url.split("fhir/", 1)[1] if url.startswith("fhir/") or "/fhir/" in url else url
-    url = url.lstrip("/")
-    rtype = url.split("?", 1)[0].split("/", 1)[0]
+    rtype, rest = entry_url(str(request.get("url", "")))
     if rtype not in SUPPORTED_TYPES:
         raise InvalidInput(
             Issue(f"{where}.url names no supported resource type", "invalid", expression=(f"{where}.url",))
@@ -136,7 +132,7 @@ def _request_of(index: int, entry: dict[str, Any]) -> tuple[str, str, str]:
                     expression=(f"Bundle.entry[{index}].resource.resourceType",),
                 )
             )
-    return method, rtype, url[len(rtype) :]
+    return method, rtype, rest
 
 
 def _resolve_full_urls(

@@ -108,6 +108,7 @@ class WriteResult:
     stored: Stored
     created: bool  # 201 when True, 200 otherwise
     warnings: list[Issue] = field(default_factory=list)
+    changed: bool = True  # False: the stored version already had this content (nothing written)
 
 
 def now_instant() -> datetime:
@@ -357,9 +358,17 @@ class ResourceStore:
         return self._audited("create", self._write(rtype, rid or str(uuid.uuid4()), data, None))
 
     def update(
-        self, rtype: str, rid: str, data: dict[str, Any], *, if_match: str | None = None
+        self,
+        rtype: str,
+        rid: str,
+        data: dict[str, Any],
+        *,
+        if_match: str | None = None,
+        unless_same: bool = False,
     ) -> WriteResult:
-        """PUT: a new version, or a create with the client's id (update-as-create)."""
+        """PUT: a new version, or a create with the client's id (update-as-create). ``unless_same``:
+        when the current version has the same content nothing is written (``changed`` False; an
+        import resumed over what it loaded before)."""
         self.require(rtype, "u", rid=rid)
         validate_resource(data, rtype)
         if data.get("id") != rid:
@@ -377,10 +386,15 @@ class ResourceStore:
                     f"If-Match {if_match} does not match the current version "
                     f"({'none' if current is None else current})"
                 )
+        if unless_same and row is not None and not row.deleted and same_content(data, row.content):
+            return self._audited("update", WriteResult(_stored(row), created=False, changed=False))
         return self._audited("update", self._write(rtype, rid, data, row))
 
-    def conditional_update(self, rtype: str, query: str, data: dict[str, Any]) -> WriteResult:
-        """PUT /fhir/{type}?identifier=...: update the one match, create when none, 412 when several."""
+    def conditional_update(
+        self, rtype: str, query: str, data: dict[str, Any], *, unless_same: bool = False
+    ) -> WriteResult:
+        """PUT /fhir/{type}?identifier=...: update the one match, create when none, 412 when several
+        (``unless_same`` as for ``update``)."""
         self.require(rtype, "u", "s")
         validate_resource(data, rtype)
         matches = self.match(rtype, query, "the conditional update", lock=True)
@@ -401,6 +415,10 @@ class ResourceStore:
                     "invalid",
                     expression=(f"{rtype}.id",),
                 )
+            )
+        if unless_same and same_content(data, row.content):
+            return self._audited(
+                "conditional-update", WriteResult(_stored(row), created=False, changed=False)
             )
         return self._audited("conditional-update", self._write(rtype, row.id, data, row))
 

@@ -8,16 +8,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 
 from app.errors import Forbidden
 from app.measures.instruments import PHQ9
 from app.services.uow import transact
 from app.store import facts
-from app.store.db import make_sessionmaker
 from app.store.models import MeasurementRow, Resource
 from app.store.repository import ResourceStore
-from tests.conftest import _empty_tables, load_fixture
+from tests.conftest import load_fixture
 
 UTC = ZoneInfo("UTC")
 
@@ -89,13 +88,6 @@ def test_without_a_patient_nothing_is_planned() -> None:
 
 
 # --- the repository applies the plan ---------------------------------------------------------------
-
-
-@pytest.fixture
-def store(migrated_engine: Engine) -> Any:
-    _empty_tables(migrated_engine)
-    with make_sessionmaker(migrated_engine)() as session:
-        yield ResourceStore(session, "default", UTC)
 
 
 def _derived(store: ResourceStore) -> list[tuple[str, bool]]:
