@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from datetime import date
 
 from app.domain import Month
 from app.errors import InvalidInput, Issue
+from app.resources.dates import parse_fhir_date
 from app.services.reports import today
 from app.settings import Settings
-
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def parse_month(text: str | None, settings: Settings, name: str = "month") -> Month:
@@ -26,9 +24,10 @@ def parse_as_of(text: str | None, settings: Settings) -> date:
     if text is None:
         return today(settings)
     try:
-        if not _DATE_RE.match(text):
-            raise ValueError
-        return date.fromisoformat(text)
+        value = parse_fhir_date(text, settings.zone)
+        if value.precision != "day":
+            raise ValueError("not a day")
+        return value.first
     except ValueError:
         raise InvalidInput(
             Issue("as_of must be a date YYYY-MM-DD", "invalid", expression=("as_of",))

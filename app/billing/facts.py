@@ -42,12 +42,10 @@ Choices:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from app.billing.codes import (
@@ -60,8 +58,8 @@ from app.billing.codes import (
 from app.billing.rules import visit_codes_of
 from app.domain import PSYCHIATRIC_CONSULTATION, ConsentFact, EpisodeOfCareFact, Program, TimeEntry, VisitFact
 from app.errors import BusinessRuleViolation, InvalidInput, Issue
+from app.resources.dates import FhirDate, parse_fhir_date
 
-_DATE_RE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
 # Encounters with these codes are kept as visit facts: every code some rule set reads.
 VISIT_CODES = visit_codes_of()
 _UCUM_FACTORS = {"min": Decimal(60), "h": Decimal(3600)}
@@ -73,16 +71,6 @@ _UNIT_FACTORS = _UCUM_FACTORS | {
 }
 
 
-@dataclass(frozen=True)
-class _When:
-    """A parsed FHIR date/dateTime: ``instant`` when a time was given, else the local date span."""
-
-    instant: datetime | None
-    first: date
-    last: date
-    precision: Literal["year", "month", "day", "time"]
-
-
 def _rule(message: str, expression: str, code: str = "business-rule") -> BusinessRuleViolation:
     return BusinessRuleViolation(Issue(message, code=code, expression=(expression,)))
 
@@ -92,51 +80,33 @@ MIN_YEAR = 2
 MAX_YEAR = 9998
 
 
-def _parse_when(text: object, zone: ZoneInfo, expression: str) -> _When:
+def _parse_when(text: object, zone: ZoneInfo, expression: str) -> FhirDate:
     when = _parse_when_unchecked(text, zone, expression)
     if not MIN_YEAR <= when.first.year <= MAX_YEAR or not MIN_YEAR <= when.last.year <= MAX_YEAR:
-        raise InvalidInput(
-            Issue(
-                f"{expression} is outside the years {MIN_YEAR}-{MAX_YEAR} this service handles",
-                expression=(expression,),
-            )
-        )
+        raise _outside_years(expression)
     return when
 
 
-def _parse_when_unchecked(text: object, zone: ZoneInfo, expression: str) -> _When:
+def _outside_years(expression: str) -> InvalidInput:
+    return InvalidInput(
+        Issue(
+            f"{expression} is outside the years {MIN_YEAR}-{MAX_YEAR} this service handles",
+            expression=(expression,),
+        )
+    )
+
+
+def _parse_when_unchecked(text: object, zone: ZoneInfo, expression: str) -> FhirDate:
     if not isinstance(text, str):
         raise InvalidInput(Issue(f"{expression} must be a date or dateTime string", expression=(expression,)))
-    if "T" in text:
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            raise InvalidInput(
-                Issue(f"{expression} is not a valid dateTime: {text!r}", expression=(expression,))
-            ) from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=zone, fold=0)
-        if not MIN_YEAR <= parsed.year <= MAX_YEAR:  # converting the edges of time overflows
-            local = parsed.date()
-            return _When(None, local, local, "time")
-        local = parsed.astimezone(zone).date()
-        return _When(parsed.astimezone(UTC), local, local, "time")
-    match = _DATE_RE.match(text)
-    if match is None:
-        raise InvalidInput(Issue(f"{expression} is not a valid date: {text!r}", expression=(expression,)))
-    year, month, day = match.groups()
     try:
-        if day is not None:
-            one = date(int(year), int(month), int(day))
-            return _When(None, one, one, "day")
-        if month is not None:
-            first = date(int(year), int(month), 1)
-            following = date(first.year + (first.month == 12), first.month % 12 + 1, 1)
-            return _When(None, first, following - timedelta(days=1), "month")
-        return _When(None, date(int(year), 1, 1), date(int(year), 12, 31), "year")
+        return parse_fhir_date(text, zone)
+    except OverflowError:  # a time at the very edge of the calendar: outside the years handled
+        raise _outside_years(expression) from None
     except ValueError:
+        kind = "dateTime" if "T" in text else "date"
         raise InvalidInput(
-            Issue(f"{expression} is not a valid date: {text!r}", expression=(expression,))
+            Issue(f"{expression} is not a valid {kind}: {text!r}", expression=(expression,))
         ) from None
 
 

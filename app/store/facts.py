@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -36,6 +36,7 @@ from app.measures.scoring import (
     score_observation,
     score_questionnaire_response,
 )
+from app.resources.dates import parse_fhir_date
 from app.store.models import (
     Base,
     ConsentFactRow,
@@ -73,22 +74,12 @@ class IndexValues:
 
 
 def parse_instant(text: Any, zone: ZoneInfo) -> datetime | None:
-    """A FHIR date/dateTime/instant as an aware datetime; partial dates start their period in
-    the clinic zone, and so does a time without an offset."""
+    """A FHIR date/dateTime/instant as the UTC instant it starts at (a partial date starts its period
+    in the clinic zone, and so does a time without an offset); ``None`` when it is none."""
     if not isinstance(text, str) or not text:
         return None
     try:
-        if len(text) == 4:
-            moment = datetime(int(text), 1, 1, tzinfo=zone)
-        elif len(text) == 7:
-            moment = datetime(int(text[:4]), int(text[5:7]), 1, tzinfo=zone)
-        elif len(text) == 10:
-            day = date.fromisoformat(text)
-            moment = datetime(day.year, day.month, day.day, tzinfo=zone)
-        else:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        moment = moment if moment.tzinfo else moment.replace(tzinfo=zone)
-        return moment.astimezone(UTC)
+        return parse_fhir_date(text, zone).start(zone)
     except (ValueError, OverflowError):  # not a date, or at the edge of datetime's range
         return None
 

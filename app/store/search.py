@@ -20,15 +20,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, and_, exists, or_, select
 from sqlalchemy.orm import InstrumentedAttribute
 
-from app.domain import Month
 from app.errors import InvalidInput, Issue
+from app.resources.dates import parse_fhir_date
 from app.store.models import Resource, ResourceIdentifier, ResourceToken
 
 PATIENT_LINKED = ("QuestionnaireResponse", "Observation", "Encounter", "EpisodeOfCare", "Consent")
@@ -63,40 +63,14 @@ class DateRange:
 def parse_date_range(text: str, zone: ZoneInfo) -> tuple[str, DateRange]:
     """``ge2026-01`` -> ("ge", [2026-01-01, 2026-02-01)) as UTC instants. Raises ValueError, also
     for dates at the edge of the calendar that cannot be converted to UTC."""
-    try:
-        prefix, rng = _parse_date_range(text, zone)
-        return prefix, DateRange(rng.low.astimezone(UTC), rng.high.astimezone(UTC))
-    except OverflowError:
-        raise ValueError("date out of range") from None
-
-
-def _parse_date_range(text: str, zone: ZoneInfo) -> tuple[str, DateRange]:
     match = _DATE_RE.match(text)
     if match is None:
         raise ValueError("not a FHIR date")
-    prefix = match.group("prefix") or "eq"
-    value = match.group("value")
-    if len(value) == 4:
-        low_day = date(int(value), 1, 1)
-        return prefix, _day_range(low_day, date(int(value) + 1, 1, 1), zone)
-    if len(value) == 7:
-        month = Month.parse(value)
-        return prefix, _day_range(month.first_day, month.next().first_day, zone)
-    if len(value) == 10:
-        day = date.fromisoformat(value)
-        return prefix, _day_range(day, day + timedelta(days=1), zone)
-    instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if instant.tzinfo is None:
-        instant = instant.replace(tzinfo=zone)
-    step = timedelta(seconds=1) if instant.microsecond == 0 else timedelta(microseconds=1)
-    return prefix, DateRange(instant, instant + step)
-
-
-def _day_range(low: date, high: date, zone: ZoneInfo) -> DateRange:
-    return DateRange(
-        datetime(low.year, low.month, low.day, tzinfo=zone),
-        datetime(high.year, high.month, high.day, tzinfo=zone),
-    )
+    try:
+        value = parse_fhir_date(match.group("value"), zone)
+        return match.group("prefix") or "eq", DateRange(value.start(zone), value.end(zone))
+    except OverflowError:
+        raise ValueError("date out of range") from None
 
 
 def date_condition(column: InstrumentedAttribute[Any], prefix: str, rng: DateRange) -> ColumnElement[bool]:
