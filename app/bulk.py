@@ -94,10 +94,6 @@ class ImportReport:
     failures: list[Failure] = field(default_factory=list)
     stopped: bool = False  # stop_on_error stopped at a failure; the progress file was kept
 
-    @property
-    def done(self) -> int:
-        return self.created + self.updated + self.unchanged
-
 
 def progress_path(path: Path) -> Path:
     return path.with_name(path.name + ".progress")

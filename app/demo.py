@@ -125,7 +125,6 @@ class _Generator:
         self.window = max(14, round(months * 30.44))
         self.entries: list[dict[str, Any]] = []
         self.patient_url = self._full_url("patient")
-        self.seq = 0
 
     # ------------------------------------------------------------ helpers
     def _full_url(self, what: str) -> str:

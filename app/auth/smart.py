@@ -66,7 +66,6 @@ TOKEN_PATH = "/auth/token"  # noqa: S105 - not a secret
 GRANT_TYPE = "client_credentials"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGORITHMS = ("RS384", "ES384")
-KEY_TYPE_OF_ALGORITHM = {"RS384": "RSA", "ES384": "EC"}
 MAX_ASSERTION_LIFETIME_SECONDS = 300
 CLOCK_SKEW_SECONDS = 30
 MIN_RSA_BITS = 2048

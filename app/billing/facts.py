@@ -52,6 +52,7 @@ from app.billing.codes import (
     ACTIVITY_CODES,
     ACTIVITY_SYSTEM,
     INPATIENT_CLASS_CODES,
+    PROGRAM_CODES,
     SEPARATELY_BILLED_CODES,
     canonical_system,
 )
@@ -283,10 +284,9 @@ def episode_of_care_fact(
     status = resource.get("status")
     if isinstance(status, str) and status in {"cancelled", "entered-in-error"}:
         return None
-    programs = {code for system, code in _codings(resource, "type") if system == ACTIVITY_SYSTEM} & {
-        "cocm",
-        "general-bhi",
-    }
+    programs = {
+        code for system, code in _codings(resource, "type") if system == ACTIVITY_SYSTEM
+    } & PROGRAM_CODES
     if len(programs) > 1:
         raise _rule("EpisodeOfCare.type carries both 'cocm' and 'general-bhi'", "EpisodeOfCare.type", "value")
     program: Program = "general-bhi" if programs == {"general-bhi"} else "cocm"

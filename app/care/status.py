@@ -156,7 +156,8 @@ class CareStatus:
 
     @property
     def measures(self) -> dict[str, MeasureSummary | None]:
-        return {"PHQ-9": self.phq9, "GAD-7": self.gad7}
+        summaries = {"PHQ-9": self.phq9, "GAD-7": self.gad7}
+        return {name: summaries[name] for name in TRACKED_INSTRUMENTS}
 
     def has_flag(self, flag: str) -> bool:
         return flag in self.flags

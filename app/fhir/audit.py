@@ -26,7 +26,6 @@ from app.store.search import date_condition, parse_date_range
 router = APIRouter(prefix="/fhir", tags=["FHIR audit"])
 
 ACTIONS = {"C", "R", "U", "D", "E"}
-OUTCOME_DISPLAY = {"0": "Success", "4": "Minor failure", "8": "Serious failure", "12": "Major failure"}
 
 
 def audit_event_resource(row: AuditEventRow) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from app.resources import cursor as cursor_codec
 from app.resources.bundle import searchset
 from app.resources.outcome import FHIR_JSON
 from app.resources.validation import SUPPORTED_TYPES
+from app.resources.versions import etag, history_location, http_date, parse_etag
 from app.services.bundles import process_bundle
 from app.services.uow import transact
 from app.store.repository import Stored, WriteResult
@@ -30,7 +31,6 @@ from app.store.repository import Stored, WriteResult
 router = APIRouter(prefix="/fhir", tags=["FHIR"])
 
 READ_ONLY_TYPES = {"CarePlan", "ChargeItem", "AuditEvent", "CapabilityStatement"}
-TYPE_DOC = "Resource type: " + ", ".join(SUPPORTED_TYPES)
 BODY_SCHEMA: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -51,13 +51,14 @@ def _check_type(rtype: str, *, writing: bool = False) -> None:
 
 
 def resource_headers(stored: Stored) -> dict[str, str]:
-    return {"ETag": stored.etag, "Last-Modified": stored.last_modified}
+    return {"ETag": etag(stored.version_id), "Last-Modified": http_date(stored.last_updated)}
 
 
 def write_response(result: WriteResult, prefer: str | None) -> Response:
     stored = result.stored
     status = 201 if result.created else 200
-    headers = {**resource_headers(stored), "Location": f"/fhir/{stored.location}"}
+    location = history_location(stored.type, stored.id, stored.version_id)
+    headers = {**resource_headers(stored), "Location": f"/fhir/{location}"}
     preference = _prefer_return(prefer)
     if preference == "minimal":
         return Response(status_code=status, headers=headers)
@@ -181,7 +182,8 @@ def update(
     """Update (200) or create with the client's id (201). `If-Match: W/"n"` must name the current
     version (412 otherwise); the body's id must equal the URL's."""
     _check_type(rtype, writing=True)
-    result = transact(store, lambda: store.update(rtype, rid, body, if_match=if_match))
+    expected = parse_etag(if_match) if if_match is not None else None
+    result = transact(store, lambda: store.update(rtype, rid, body, if_match=expected))
     return write_response(result, prefer)
 
 
@@ -205,10 +207,10 @@ def history(rtype: str, rid: str, request: Request, store: StoreDep) -> Response
         if v.content is not None:
             entry["resource"] = orjson.Fragment(v.content)
             entry["request"] = {"method": "POST" if v.version_id == 1 else "PUT", "url": rtype}
-            entry["response"] = {"status": "201" if v.version_id == 1 else "200", "etag": v.etag}
+            entry["response"] = {"status": "201" if v.version_id == 1 else "200", "etag": etag(v.version_id)}
         else:
             entry["request"] = {"method": "DELETE", "url": f"{rtype}/{rid}"}
-            entry["response"] = {"status": "204", "etag": v.etag}
+            entry["response"] = {"status": "204", "etag": etag(v.version_id)}
         entries.append(entry)
     body = {"resourceType": "Bundle", "type": "history", "total": len(entries), "entry": entries}
     return fhir_response(orjson.dumps(body))

@@ -21,6 +21,7 @@ from app.errors import DomainError, InvalidInput, Issue, NotSupported, PayloadTo
 from app.resources.bundle import entry_url
 from app.resources.outcome import outcome, status_of
 from app.resources.validation import SUPPORTED_TYPES
+from app.resources.versions import etag, history_location, parse_etag
 from app.services.uow import transact
 from app.settings import Settings
 from app.store.repository import ResourceStore, Stored, WriteResult, format_instant
@@ -188,7 +189,9 @@ def _execute(
         rid = rest.lstrip("/")
         if "id" not in resource:
             resource = {**resource, "id": rid}
-        return store.update(rtype, rid, resource, if_match=details.get("ifMatch"))
+        if_match = details.get("ifMatch")
+        expected = parse_etag(str(if_match), "Bundle.entry.request.ifMatch") if if_match is not None else None
+        return store.update(rtype, rid, resource, if_match=expected)
     if method == "DELETE":
         store.delete(rtype, rest.lstrip("/"))
         return None
@@ -223,8 +226,8 @@ def _response_entry(base: str, result: EntryResult) -> dict[str, Any]:
         "fullUrl": f"{base}/{stored.type}/{stored.id}",
         "response": {
             "status": f"{status} {REASONS[status]}",
-            "location": stored.location,
-            "etag": stored.etag,
+            "location": history_location(stored.type, stored.id, stored.version_id),
+            "etag": etag(stored.version_id),
             "lastModified": format_instant(stored.last_updated),
         },
     }

@@ -67,18 +67,6 @@ class Stored:
     last_updated: datetime
     content: bytes | None  # None for a deleted version
 
-    @property
-    def etag(self) -> str:
-        return f'W/"{self.version_id}"'
-
-    @property
-    def location(self) -> str:
-        return f"{self.type}/{self.id}/_history/{self.version_id}"
-
-    @property
-    def last_modified(self) -> str:
-        return self.last_updated.strftime("%a, %d %b %Y %H:%M:%S GMT")
-
 
 log = logging.getLogger("cocm.store")
 
@@ -363,7 +351,7 @@ class ResourceStore:
         rid: str,
         data: dict[str, Any],
         *,
-        if_match: str | None = None,
+        if_match: int | None = None,
         unless_same: bool = False,
     ) -> WriteResult:
         """PUT: a new version, or a create with the client's id (update-as-create). ``unless_same``:
@@ -379,11 +367,10 @@ class ResourceStore:
         if row is None and self._id_taken_elsewhere(rtype, rid):
             raise NotFound(f"{rtype}/{rid} is not known")  # another tenant's id: no existence leak
         if if_match is not None:
-            expected = _parse_etag(if_match)
             current = row.version_id if row is not None and not row.deleted else None
-            if current != expected:
+            if current != if_match:
                 raise PreconditionFailed(
-                    f"If-Match {if_match} does not match the current version "
+                    f'If-Match W/"{if_match}" does not match the current version '
                     f"({'none' if current is None else current})"
                 )
         if unless_same and row is not None and not row.deleted and same_content(data, row.content):
@@ -693,17 +680,6 @@ def _check_index_lengths(
                     expression=(rtype,),
                 )
             )
-
-
-def _parse_etag(value: str) -> int:
-    text = value.strip()
-    if text.startswith("W/"):
-        text = text[2:]
-    text = text.strip('"')
-    try:
-        return int(text)
-    except ValueError:
-        raise InvalidInput(f'If-Match must be an ETag like W/"3", got {value[:40]!r}') from None
 
 
 def _stored(row: Resource) -> Stored:
