@@ -249,3 +249,14 @@ class BillingMonth:
     def progress(self) -> str:
         """ "3 more needed for G2214, 14 more needed for 99492" ("" when nothing is pending)."""
         return ", ".join(threshold.clause(self.minutes) for threshold in self.pending)
+
+
+@dataclass
+class PatientFacts:
+    """Every fact of one patient, as the billing and care cores read them."""
+
+    entries: list[TimeEntry] = field(default_factory=list)
+    episodes_of_care: list[EpisodeOfCareFact] = field(default_factory=list)
+    consents: list[ConsentFact] = field(default_factory=list)
+    visits: list[VisitFact] = field(default_factory=list)
+    measurements: list[Measurement] = field(default_factory=list)

@@ -21,14 +21,13 @@ from app.resources import cursor as cursor_codec
 from app.services.reports import (
     begin_month_billing,
     month_billing_run,
-    month_wide_reads,
     patient_billing,
     patient_care_status,
+    patient_names,
     sorted_registry,
     stream_month_billing,
 )
 from app.services.uow import transact
-from app.store.reads import FactReader
 
 router = APIRouter(prefix="/api/v1", tags=["dashboard"])
 
@@ -147,8 +146,7 @@ def registry(
             items, next_cursor = caseload.page(flag=flag, status=status, cursor=cursor, limit=limit)
         except ValueError as exc:
             raise InvalidInput(Issue(str(exc), "invalid")) from None
-        with month_wide_reads(store) as session:
-            names = FactReader(session, store.tenant).patient_names([s.patient_id for s in items])
+        names = patient_names(store, [s.patient_id for s in items])
         return [{**s.to_json(), "name": names.get(s.patient_id)} for s in items], next_cursor
 
     items, next_cursor = transact(store, work)

@@ -7,25 +7,24 @@ patient data beyond references. Reading the trail is itself audited (action E).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy import ColumnElement, func, or_, select
 
 from app.deps import SettingsDep, StoreDep
-from app.errors import InvalidInput, Issue, NotFound
+from app.errors import InvalidInput, Issue
 from app.fhir.outcome import fhir_base, fhir_response
 from app.resources.bundle import searchset
 from app.services.uow import transact
-from app.store.models import AuditEventRow
+from app.store import audit_trail
 from app.store.repository import format_instant
-from app.store.search import date_condition, parse_date_range
+
+if TYPE_CHECKING:
+    from app.store.models import AuditEventRow
 
 router = APIRouter(prefix="/fhir", tags=["FHIR audit"])
-
-ACTIONS = {"C", "R", "U", "D", "E"}
 
 
 def audit_event_resource(row: AuditEventRow) -> dict[str, Any]:
@@ -49,64 +48,18 @@ def audit_event_resource(row: AuditEventRow) -> dict[str, Any]:
     return event
 
 
-def _conditions(params: list[tuple[str, str]], settings: Any) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = []
-    for name, value in params:
-        options = [v for v in value.split(",") if v]
-        if name in {"entity", "agent", "action"} and not options:
-            raise InvalidInput(Issue(f"{name} needs a value", "invalid", expression=(name,)))
-        if name == "entity":
-            alternatives = []
-            for option in options:
-                parts = option.rstrip("/").split("/")
-                if len(parts) < 2:
-                    raise InvalidInput(Issue("entity must be Type/id", "invalid", expression=("entity",)))
-                rtype, rid = parts[-2], parts[-1]
-                alternatives.append((AuditEventRow.entity_type == rtype) & (AuditEventRow.entity_id == rid))
-            conditions.append(or_(*alternatives))
-        elif name == "agent":
-            conditions.append(AuditEventRow.agent.in_(options))
-        elif name == "action":
-            if not set(options) <= ACTIONS:
-                raise InvalidInput(Issue("action must be C, R, U, D or E", "invalid", expression=("action",)))
-            conditions.append(AuditEventRow.action.in_(options))
-        elif name == "date":
-            try:
-                prefix, rng = parse_date_range(value, settings.zone)
-            except ValueError:
-                raise InvalidInput(
-                    Issue("date is not a FHIR date", "invalid", expression=("date",))
-                ) from None
-            conditions.append(date_condition(AuditEventRow.recorded, prefix, rng))
-    return conditions
-
-
 @router.get("/AuditEvent", summary="Search the audit trail")
 def search_audit_events(request: Request, store: StoreDep, settings: SettingsDep) -> Response:
     """AuditEvents of the caller's tenant, newest first; `_count` (default 50, max 500), `_offset`."""
     params = list(request.query_params.multi_items())
-    conditions = _conditions(params, settings)
+    where = audit_trail.conditions(params, settings.zone)
     raw_count = request.query_params.get("_count", str(settings.default_page_size))
     raw_offset = request.query_params.get("_offset", "0")
     if not (raw_count.isdigit() and raw_offset.isdigit()) or max(len(raw_count), len(raw_offset)) > 9:
         raise InvalidInput(Issue("_count and _offset must be whole numbers", "invalid"))
     count, offset = min(int(raw_count), settings.max_page_size), int(raw_offset)
 
-    def work() -> tuple[list[AuditEventRow], int]:
-        store.require("AuditEvent", "s")
-        where = [AuditEventRow.tenant == store.tenant, *conditions]
-        total = store.session.scalar(select(func.count()).select_from(AuditEventRow).where(*where)) or 0
-        rows = store.session.scalars(
-            select(AuditEventRow)
-            .where(*where)
-            .order_by(AuditEventRow.recorded.desc(), AuditEventRow.id)
-            .offset(offset)
-            .limit(count)
-        ).all()
-        store.audit("E", "search-type", "AuditEvent")
-        return list(rows), total
-
-    rows, total = transact(store, work)
+    rows, total = transact(store, lambda: store.search_audit(where, offset, count))
     base = fhir_base(request)
     links = [{"relation": "self", "url": str(request.url)}]
     if offset + count < total:
@@ -120,12 +73,4 @@ def search_audit_events(request: Request, store: StoreDep, settings: SettingsDep
 def read_audit_event(event_id: str, store: StoreDep) -> Response:
     """One AuditEvent of the caller's tenant (404 otherwise)."""
 
-    def work() -> AuditEventRow:
-        store.require("AuditEvent", "r")
-        row = store.session.get(AuditEventRow, (store.tenant, event_id))
-        if row is None:
-            raise NotFound(f"AuditEvent/{event_id} is not known")
-        store.audit("R", "read", "AuditEvent", event_id)
-        return row
-
-    return fhir_response(audit_event_resource(transact(store, work)))
+    return fhir_response(audit_event_resource(transact(store, lambda: store.read_audit(event_id))))

@@ -37,12 +37,12 @@ from app.billing.engine import bill_month
 from app.billing.episodes import find_episodes
 from app.care.registry import SortedRegistry
 from app.care.status import CareStatus, care_status
-from app.domain import BillingMonth, Month
+from app.domain import BillingMonth, Month, PatientFacts
 from app.errors import NotFound
 from app.metrics import BILLING_RUNS
 from app.settings import Settings
 from app.store.models import Resource
-from app.store.reads import CHUNK, FactReader, PatientFacts
+from app.store.reads import CHUNK, FactReader
 from app.store.repository import ResourceStore
 
 T = TypeVar("T")
@@ -130,6 +130,21 @@ def month_wide_reads(store: ResourceStore) -> Iterator[Session]:
         return
     with store.reads.begin():
         yield store.reads
+
+
+def patient_names(store: ResourceStore, patient_ids: list[str]) -> dict[str, str | None]:
+    """Display names for a page of rows (month-wide reads)."""
+    with month_wide_reads(store) as session:
+        return FactReader(session, store.tenant).patient_names(patient_ids)
+
+
+def patients_facts(
+    store: ResourceStore, patient_ids: list[str]
+) -> tuple[dict[str, str | None], dict[str, PatientFacts]]:
+    """Names and every fact of a page of patients (the registry page's trend and minutes)."""
+    with month_wide_reads(store) as session:
+        reader = FactReader(session, store.tenant)
+        return reader.patient_names(patient_ids), dict(reader.facts(patient_ids))
 
 
 def _data_version(session: Session, tenant: str) -> tuple[Any, ...]:

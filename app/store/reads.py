@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +20,7 @@ from app.domain import (
     ConsentFact,
     EpisodeOfCareFact,
     Measurement,
+    PatientFacts,
     Program,
     TimeEntry,
     VisitFact,
@@ -36,15 +36,6 @@ from app.store.models import (
 )
 
 CHUNK = 500  # patient ids per IN (...) list: well under every driver's parameter limit
-
-
-@dataclass
-class PatientFacts:
-    entries: list[TimeEntry] = field(default_factory=list)
-    episodes_of_care: list[EpisodeOfCareFact] = field(default_factory=list)
-    consents: list[ConsentFact] = field(default_factory=list)
-    visits: list[VisitFact] = field(default_factory=list)
-    measurements: list[Measurement] = field(default_factory=list)
 
 
 def _columns(model: type[Base]) -> Select[Any]:

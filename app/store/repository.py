@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
 import orjson
-from sqlalchemy import bindparam, delete, func, select
+from sqlalchemy import ColumnElement, bindparam, delete, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -42,7 +42,7 @@ from app.errors import (
 )
 from app.metrics import INGESTED, SCORING_WARNINGS
 from app.resources.validation import patient_reference, validate_resource
-from app.store import facts
+from app.store import audit_trail, facts
 from app.store.db import WRITE_OPTION, insert_later, transaction_info
 from app.store.models import SYSTEM as SYSTEM_LENGTH
 from app.store.models import VALUE as VALUE_LENGTH
@@ -196,6 +196,23 @@ class ResourceStore:
                 self.audit(action, "failed", rtype, rid, outcome)
         except SQLAlchemyError:
             log.warning("could not record a failed interaction in the audit trail")
+
+    def search_audit(
+        self, where: list[ColumnElement[bool]], offset: int, count: int
+    ) -> tuple[list[AuditEventRow], int]:
+        """A page of the trail (``audit_trail.conditions``); the search is itself audited (E)."""
+        self.require("AuditEvent", "s")
+        found = audit_trail.search(self.session, self.tenant, where, offset, count)
+        self.audit("E", "search-type", "AuditEvent")
+        return found
+
+    def read_audit(self, event_id: str) -> AuditEventRow:
+        self.require("AuditEvent", "r")
+        row = self.session.get(AuditEventRow, (self.tenant, event_id))
+        if row is None:
+            raise NotFound(f"AuditEvent/{event_id} is not known")
+        self.audit("R", "read", "AuditEvent", event_id)
+        return row
 
     def audit(
         self,

@@ -48,13 +48,12 @@ from app.billing.episodes import local_date
 from app.care.registry import registry_page
 from app.care.status import FLAGS, STATUSES, CareStatus, MeasureSummary
 from app.deps import SettingsDep, StoreDep
-from app.domain import BillingMonth, CodeUnits, Measurement, Month
+from app.domain import BillingMonth, CodeUnits, Measurement, Month, PatientFacts
 from app.errors import InvalidInput
 from app.measures.instruments import INSTRUMENTS
-from app.services.reports import month_billing, month_wide_reads, sorted_registry
+from app.services.reports import month_billing, patient_names, patients_facts, sorted_registry
 from app.services.uow import transact
 from app.settings import Settings
-from app.store.reads import FactReader, PatientFacts
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -294,10 +293,7 @@ def registry_view(
         caseload = sorted_registry(store, settings, day)
         items, next_cursor = caseload.page(flag=flag, status=status, cursor=cursor, limit=limit)
         ids = [s.patient_id for s in items]
-        with month_wide_reads(store) as session:
-            reader = FactReader(session, store.tenant)
-            names = reader.patient_names(ids)
-            facts = reader.facts(ids)
+        names, facts = patients_facts(store, ids)
         rows = []
         for item in items:
             own = facts.get(item.patient_id, PatientFacts())
@@ -345,8 +341,7 @@ def billing_view(
 
     def work() -> tuple[list[BillingMonth], dict[str, str | None]]:
         months = month_billing(store, settings, parsed)
-        with month_wide_reads(store) as session:
-            names = FactReader(session, store.tenant).patient_names([m.patient_id for m in months])
+        names = patient_names(store, [m.patient_id for m in months])
         return months, names
 
     months, names = transact(store, work)

@@ -7,8 +7,9 @@ import pytest
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session
 
+from app.domain import PatientFacts
 from app.store import reads
-from app.store.reads import FactReader, PatientFacts
+from app.store.reads import FactReader
 from tests.api.scenario import Clinic
 
 
