@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ from app.settings import Settings
 from app.store.db import make_engine, make_sessionmaker
 from app.store.migrate import upgrade
 from app.store.models import Base
+from app.store.repository import ResourceStore
 
 # schemathesis' pytest plugin blanks Hypothesis's failure printer for every test; restore it.
 hypothesis.core.RepresentationPrinter = pretty.RepresentationPrinter  # type: ignore[attr-defined]
@@ -126,11 +128,9 @@ def client(make_client: Callable[..., TestClient]) -> TestClient:
 
 
 @pytest.fixture
-def store(migrated_engine: Engine) -> Iterator[Any]:
+def store(migrated_engine: Engine) -> Iterator[ResourceStore]:
     """A ``ResourceStore`` of tenant ``default`` over a session of the emptied test database, for
     tests below the HTTP edge (every scope permitted)."""
-    from app.store.repository import ResourceStore
-
     _empty_tables(migrated_engine)
     with make_sessionmaker(migrated_engine)() as session:
         yield ResourceStore(session, "default", ZoneInfo("UTC"))
@@ -185,6 +185,32 @@ def clinic(fhir: Fhir) -> Any:
     from tests.api.scenario import Clinic
 
     return Clinic(fhir)
+
+
+COCM = REPO_ROOT / ".venv" / "bin" / "cocm"
+
+
+def cocm_env(tmp_path: Path, **settings: str) -> dict[str, str]:
+    """The environment for a ``cocm`` process: no COCM_* of the caller's, a SQLite file in
+    ``tmp_path``, and ``settings`` as COCM_<NAME>."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COCM_")}
+    env["COCM_DATABASE_URL"] = f"sqlite:///{tmp_path / 'cocm.db'}"
+    env.update({f"COCM_{name.upper()}": value for name, value in settings.items()})
+    return env
+
+
+def run_cocm(tmp_path: Path, *args: str, **settings: str) -> tuple[int, list[str]]:
+    """Run the real console script to its end; its exit code and the non-blank lines it printed."""
+    result = subprocess.run(
+        [str(COCM), *args],
+        env=cocm_env(tmp_path, **settings),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return result.returncode, [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
 
 
 def free_port() -> int:

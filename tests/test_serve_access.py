@@ -5,7 +5,6 @@ reason unless ``COCM_ALLOW_ANONYMOUS=true``. The process tests start the real co
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,9 +15,8 @@ import httpx
 import pytest
 
 from app.settings import Settings, SettingsError, is_loopback
-from tests.conftest import REPO_ROOT, free_port
+from tests.conftest import COCM, cocm_env, free_port, run_cocm
 
-COCM = REPO_ROOT / ".venv" / "bin" / "cocm"
 START_SECONDS = 20.0
 
 
@@ -75,13 +73,6 @@ def test_open_access_decision(settings: dict[str, object], host: str, outcome: s
         assert warning is not None and "open" in warning and host in warning
 
 
-def _env(tmp_path: Path, **settings: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COCM_")}
-    env["COCM_DATABASE_URL"] = f"sqlite:///{tmp_path / 'cocm.db'}"
-    env.update({f"COCM_{name.upper()}": value for name, value in settings.items()})
-    return env
-
-
 @contextmanager
 def serving(tmp_path: Path, host: str, **settings: str) -> Iterator[tuple[str, Path]]:
     """``cocm serve`` as a real process; yields its loopback URL and the file its stderr goes to."""
@@ -90,7 +81,7 @@ def serving(tmp_path: Path, host: str, **settings: str) -> Iterator[tuple[str, P
     with log.open("w") as err:
         process = subprocess.Popen(
             [str(COCM), "serve", "--host", host, "--port", str(port)],
-            env=_env(tmp_path, **settings),
+            env=cocm_env(tmp_path, **settings),
             cwd=tmp_path,
             stdout=subprocess.DEVNULL,
             stderr=err,
@@ -126,24 +117,15 @@ def _warnings(log: Path) -> list[str]:
 
 
 def test_serve_on_the_network_without_credentials_refuses_in_one_line(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [str(COCM), "serve", "--host", "0.0.0.0", "--port", str(free_port())],
-        env=_env(tmp_path),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert result.returncode != 0
-    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    code, lines = run_cocm(tmp_path, "serve", "--host", "0.0.0.0", "--port", str(free_port()))
+    assert code != 0
     assert len(lines) == 1, lines
     assert "refusing to serve on 0.0.0.0 without credentials" in lines[0]
     assert "COCM_API_KEYS" in lines[0] and "COCM_ALLOW_ANONYMOUS" in lines[0]
 
 
 def test_serve_on_loopback_without_credentials_is_open_and_says_so(tmp_path: Path) -> None:
-    subprocess.run([str(COCM), "migrate"], env=_env(tmp_path), cwd=tmp_path, check=True, capture_output=True)
+    assert run_cocm(tmp_path, "migrate")[0] == 0
     with serving(tmp_path, "127.0.0.1") as (url, log):
         searched = httpx.get(f"{url}/fhir/Patient")
         assert searched.status_code == 200

@@ -4,15 +4,12 @@ never a traceback; an empty COCM_MAX_99494_UNITS means no cap."""
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from app.settings import SettingsError, load_settings
-from tests.conftest import REPO_ROOT
-
-COCM = REPO_ROOT / ".venv" / "bin" / "cocm"
+from tests.conftest import run_cocm
 
 
 @pytest.fixture(autouse=True)
@@ -117,24 +114,12 @@ def test_several_bad_values_still_one_line(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_console_script_refuses_a_bad_timezone_in_one_line(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COCM_")}
-    env["COCM_TIMEZONE"] = "Mars/Base"
-    env["COCM_DATABASE_URL"] = f"sqlite:///{tmp_path / 'never-made.db'}"
-    result = subprocess.run(
-        [str(COCM), "serve", "--port", "0"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    code, lines = run_cocm(tmp_path, "serve", "--port", "0", timezone="Mars/Base")
+    assert code != 0
+    assert not any("Traceback" in line for line in lines)
     assert len(lines) == 1, lines
     assert "COCM_TIMEZONE" in lines[0]
-    assert not (tmp_path / "never-made.db").exists()
+    assert not (tmp_path / "cocm.db").exists()
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,26 @@ ACTIVITY = "http://cocm-api.org/fhir/CodeSystem/cocm-activity"
 CPT = "http://www.ama-assn.org/go/cpt"
 
 
+def observation(pid: str, when: str, code: str, **value: Any) -> dict[str, Any]:
+    """A survey Observation with a LOINC ``code`` for ``pid`` at ``when``, valued by ``value``
+    (``valueInteger=12``, ``valueCodeableConcept=...``, ``component=[...]``)."""
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [
+            {
+                "coding": [
+                    {"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "survey"}
+                ]
+            }
+        ],
+        "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+        "subject": {"reference": f"Patient/{pid}"},
+        "effectiveDateTime": when,
+        **value,
+    }
+
+
 class Clinic:
     def __init__(self, fhir: Fhir) -> None:
         self.fhir = fhir
@@ -81,26 +101,7 @@ class Clinic:
         )
 
     def score(self, pid: str, when: str, value: int, code: str = "44261-6") -> dict[str, Any]:
-        return self.fhir.create(
-            {
-                "resourceType": "Observation",
-                "status": "final",
-                "category": [
-                    {
-                        "coding": [
-                            {
-                                "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                                "code": "survey",
-                            }
-                        ]
-                    }
-                ],
-                "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
-                "subject": {"reference": f"Patient/{pid}"},
-                "effectiveDateTime": when,
-                "valueInteger": value,
-            }
-        )
+        return self.fhir.create(observation(pid, when, code, valueInteger=value))
 
     def phq9(self, pid: str, when: str, answers: list[int]) -> dict[str, Any]:
         """A PHQ-9 QuestionnaireResponse with LOINC linkIds and LA answer codes."""

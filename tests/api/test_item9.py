@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.measures.instruments import ANSWERS, PHQ9
-from tests.api.scenario import Clinic
+from tests.api.scenario import Clinic, observation
 from tests.api.test_care_api import status
 from tests.conftest import count_rows
 
@@ -22,31 +22,13 @@ EARLY, LATE = "2026-02-02T10:00:00Z", "2026-02-16T10:00:00Z"
 ANSWER_CODE = {a.score: a.code for a in ANSWERS.values() if a.code != "LA18938-3"}  # LL358-3 by score
 
 
-def _observation(pid: str, when: str, code: str, **value: Any) -> dict[str, Any]:
-    return {
-        "resourceType": "Observation",
-        "status": "final",
-        "category": [
-            {
-                "coding": [
-                    {"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "survey"}
-                ]
-            }
-        ],
-        "code": {"coding": [{"system": LOINC, "code": code}]},
-        "subject": {"reference": f"Patient/{pid}"},
-        "effectiveDateTime": when,
-        **value,
-    }
-
-
 def by_response(clinic: Clinic, pid: str, when: str, item9: int) -> None:
     clinic.phq9(pid, when, [1, 1, 1, 1, 1, 1, 1, 1, item9])
 
 
 def by_component_integer(clinic: Clinic, pid: str, when: str, item9: int) -> None:
     component = {"code": {"coding": [{"system": LOINC, "code": PHQ9.safety_item}]}, "valueInteger": item9}
-    clinic.fhir.create(_observation(pid, when, PHQ9.total, valueInteger=8 + item9, component=[component]))
+    clinic.fhir.create(observation(pid, when, PHQ9.total, valueInteger=8 + item9, component=[component]))
 
 
 def by_component_code(clinic: Clinic, pid: str, when: str, item9: int) -> None:
@@ -54,16 +36,16 @@ def by_component_code(clinic: Clinic, pid: str, when: str, item9: int) -> None:
         "code": {"coding": [{"system": LOINC, "code": PHQ9.safety_item}]},
         "valueCodeableConcept": {"coding": [{"system": LOINC, "code": ANSWER_CODE[item9]}]},
     }
-    clinic.fhir.create(_observation(pid, when, PHQ9.total, valueInteger=8 + item9, component=[component]))
+    clinic.fhir.create(observation(pid, when, PHQ9.total, valueInteger=8 + item9, component=[component]))
 
 
 def by_item_code(clinic: Clinic, pid: str, when: str, item9: int) -> None:
     answer = {"coding": [{"system": LOINC, "code": ANSWER_CODE[item9]}]}
-    clinic.fhir.create(_observation(pid, when, PHQ9.safety_item, valueCodeableConcept=answer))
+    clinic.fhir.create(observation(pid, when, PHQ9.safety_item, valueCodeableConcept=answer))
 
 
 def by_item_integer(clinic: Clinic, pid: str, when: str, item9: int) -> None:
-    clinic.fhir.create(_observation(pid, when, PHQ9.safety_item, valueInteger=item9))
+    clinic.fhir.create(observation(pid, when, PHQ9.safety_item, valueInteger=item9))
 
 
 Sender = Callable[[Clinic, str, str, int], None]
@@ -131,7 +113,7 @@ def test_item9_alone_does_not_count_as_a_measurement(client: TestClient, clinic:
 
 def test_deleting_the_item_observation_removes_its_answer(client: TestClient, clinic: Clinic) -> None:
     pid = clinic.enrolled()
-    stored = clinic.fhir.create(_observation(pid, EARLY, PHQ9.safety_item, valueInteger=2))
+    stored = clinic.fhir.create(observation(pid, EARLY, PHQ9.safety_item, valueInteger=2))
     assert "safety_risk" in status(client, pid, AS_OF)["flags"]
     assert client.delete(f"/fhir/Observation/{stored['id']}").status_code == 204
     assert "safety_risk" not in status(client, pid, AS_OF)["flags"]
@@ -139,7 +121,7 @@ def test_deleting_the_item_observation_removes_its_answer(client: TestClient, cl
 
 def test_a_retried_item_observation_is_one_answer(client: TestClient, clinic: Clinic, db: Any) -> None:
     pid = clinic.enrolled()
-    body = _observation(
+    body = observation(
         pid, EARLY, PHQ9.safety_item, valueInteger=2, identifier=[{"system": "urn:engine", "value": "obs-9"}]
     )
     first, again = clinic.fhir.post(body), clinic.fhir.post(body)
@@ -164,7 +146,7 @@ def test_an_unreadable_item9_answer_is_refused_and_stores_nothing(
 ) -> None:
     pid = clinic.enrolled()
     before = count_rows(db, "resource")
-    response = clinic.fhir.post(_observation(pid, EARLY, PHQ9.safety_item, **value))
+    response = clinic.fhir.post(observation(pid, EARLY, PHQ9.safety_item, **value))
     assert response.status_code == 422, response.text
     issue = response.json()["issue"][0]
     assert issue["expression"] == [expression]
@@ -177,8 +159,8 @@ def test_item9_without_a_value_or_not_final_is_stored_but_not_counted(
     client: TestClient, clinic: Clinic, db: Any
 ) -> None:
     pid = clinic.enrolled()
-    declined = _observation(pid, EARLY, PHQ9.safety_item, dataAbsentReason={"text": "asked but declined"})
-    preliminary = _observation(pid, EARLY, PHQ9.safety_item, valueInteger=3) | {"status": "preliminary"}
+    declined = observation(pid, EARLY, PHQ9.safety_item, dataAbsentReason={"text": "asked but declined"})
+    preliminary = observation(pid, EARLY, PHQ9.safety_item, valueInteger=3) | {"status": "preliminary"}
     for body in (declined, preliminary):
         assert clinic.fhir.post(body).status_code == 201
     assert count_rows(db, "measurement") == 0

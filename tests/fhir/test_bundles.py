@@ -171,3 +171,25 @@ def test_entry_urls_may_be_absolute(client: TestClient) -> None:
     response = post_bundle(client, transaction(entry))
     assert response.status_code == 200, response.text
     assert response.json()["entry"][0]["response"]["status"].startswith("201")
+
+
+def test_transaction_entry_if_match_is_read_and_checked(client: TestClient, db: Any) -> None:
+    created = client.post(
+        "/fhir/Patient", json={"resourceType": "Patient"}, headers={"Content-Type": FHIR_JSON}
+    )
+    pid = created.json()["id"]
+
+    def put(if_match: str) -> Any:
+        entry = {
+            "resource": {"resourceType": "Patient", "id": pid, "gender": "male"},
+            "request": {"method": "PUT", "url": f"Patient/{pid}", "ifMatch": if_match},
+        }
+        return post_bundle(client, transaction(entry))
+
+    malformed = put("one")
+    assert malformed.status_code == 400
+    assert "Bundle.entry.request.ifMatch must be an ETag" in malformed.json()["issue"][0]["diagnostics"]
+    assert put('W/"2"').status_code == 412  # stale: nothing written either
+    assert count_rows(db, "resource_version") == 1
+    assert put('W/"1"').status_code == 200
+    assert count_rows(db, "resource_version") == 2

@@ -209,3 +209,12 @@ def test_health_and_ready(client: TestClient) -> None:
     ready = client.get("/ready")
     assert ready.status_code == 200
     assert ready.json()["status"] == "ready"
+
+
+def test_update_with_a_malformed_if_match_is_400_and_writes_nothing(fhir: Fhir, db: Any) -> None:
+    pid = fhir.create(patient_body())["id"]
+    response = fhir.put(f"Patient/{pid}", patient_body(id=pid, gender="other"), **{"If-Match": "W/one"})
+    assert response.status_code == 400
+    assert "If-Match must be an ETag" in response.json()["issue"][0]["diagnostics"]
+    assert fhir.get(f"Patient/{pid}").json()["gender"] == "female"
+    assert count_rows(db, "resource_version") == 1

@@ -7,6 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from tests.api.scenario import observation
 from tests.conftest import Fhir
 
 
@@ -22,24 +23,6 @@ def encounter(pid: str, start: str, status: str = "finished", **extra: Any) -> d
         "period": {"start": start},
         "length": {"value": 20, "unit": "min", "system": "http://unitsofmeasure.org", "code": "min"},
         **extra,
-    }
-
-
-def score_observation(pid: str, code: str, value: int, when: str) -> dict[str, Any]:
-    return {
-        "resourceType": "Observation",
-        "status": "final",
-        "category": [
-            {
-                "coding": [
-                    {"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "survey"}
-                ]
-            }
-        ],
-        "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
-        "subject": {"reference": f"Patient/{pid}"},
-        "effectiveDateTime": when,
-        "valueInteger": value,
     }
 
 
@@ -74,8 +57,8 @@ def test_search_by_date_prefixes(fhir: Fhir) -> None:
 
 def test_search_by_code_status_and_identifier(fhir: Fhir) -> None:
     pid = fhir.patient(identifier=[{"system": "urn:mrn", "value": "abc"}])
-    phq = fhir.create(score_observation(pid, "44261-6", 12, "2026-01-05"))["id"]
-    gad = fhir.create(score_observation(pid, "70274-6", 8, "2026-01-05"))["id"]
+    phq = fhir.create(observation(pid, "2026-01-05", "44261-6", valueInteger=12))["id"]
+    gad = fhir.create(observation(pid, "2026-01-05", "70274-6", valueInteger=8))["id"]
     assert ids(fhir.get("Observation", code="http://loinc.org|44261-6").json()) == {phq}
     assert ids(fhir.get("Observation", code="70274-6").json()) == {gad}
     assert ids(fhir.get("Observation", code="44261-6,70274-6").json()) == {phq, gad}
