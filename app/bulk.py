@@ -1,6 +1,6 @@
 """Bulk import (``cocm import FILE``): an NDJSON file (one resource per line, as a FHIR bulk export
 writes it) or a Bundle JSON file (``transaction``, ``batch`` or ``collection``), loaded in batches
-through the store the API writes with (``ResourceStore`` inside ``app.deps.transact``), so
+through the service the API writes with (``ResourceService`` inside ``app.services.uow.transact``), so
 validation, scoring, facts and the audit trail are those of ``POST``/``PUT /fhir/...``.
 
 Choices:
@@ -52,18 +52,20 @@ import orjson
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
+from app.domain import Actor
 from app.errors import DomainError, InvalidInput, Issue
-from app.resources.bundle import entry_url
 from app.resources.validation import SUPPORTED_TYPES, parse_json
-from app.services.bundles import rewrite_references
+from app.services.bundles import entry_request, execute_entry, rewrite_references
+from app.services.resources import ResourceService
 from app.services.uow import transact
 from app.settings import DEFAULT_TENANT, Settings
-from app.store.repository import Actor, ResourceStore, WriteResult
+from app.store.repository import WriteResult
 
 IMPORT_ACTOR = Actor("cli:import")
 NDJSON_SUFFIXES = {".ndjson", ".jsonl"}
 BUNDLE_TYPES = {"transaction", "batch", "collection"}
 PROGRESS_VERSION = 1
+IMPORT_METHODS = {"POST", "PUT"}  # an import does not delete, and has no one to answer a read
 
 
 class ImportAborted(Exception):
@@ -99,14 +101,14 @@ def progress_path(path: Path) -> Path:
     return path.with_name(path.name + ".progress")
 
 
-def import_store(session: Session, settings: Settings, tenant: str = DEFAULT_TENANT) -> ResourceStore:
-    """The store an import writes with (audit agent ``cli:import``)."""
-    return ResourceStore(session, tenant, settings.zone, IMPORT_ACTOR)
+def import_service(session: Session, settings: Settings, tenant: str = DEFAULT_TENANT) -> ResourceService:
+    """The service an import writes with (audit agent ``cli:import``)."""
+    return ResourceService(session, tenant, settings.zone, IMPORT_ACTOR)
 
 
 def import_file(
     path: Path,
-    store: ResourceStore,
+    service: ResourceService,
     settings: Settings,
     *,
     batch: int = 100,
@@ -116,24 +118,24 @@ def import_file(
     on_advance: Callable[[int], None] | None = None,
     on_failure: Callable[[Failure], None] | None = None,
 ) -> ImportReport:
-    """Import ``path`` into the store's tenant. ``on_start(total, resumed_from)``, ``on_advance(n)``
+    """Import ``path`` into the service's tenant. ``on_start(total, resumed_from)``, ``on_advance(n)``
     and ``on_failure(failure)`` report progress as it happens."""
     if batch < 1:
         raise ImportAborted("the batch size must be at least 1")
     items, total = _read(path, settings.max_json_depth)
     progress = progress_path(path)
-    committed, refs = (0, {}) if restart else _load_progress(progress, store.tenant)
+    committed, refs = (0, {}) if restart else _load_progress(progress, service.tenant)
     report = ImportReport(total=total, resumed_from=min(committed, total))
     if on_start is not None:
         on_start(total, report.resumed_from)
-    runner = _Runner(store, refs, report, stop_on_error, on_failure)
+    runner = _Runner(service, refs, report, stop_on_error, on_failure)
     pending: list[_Item] = []
 
     def flush() -> bool:
         nonlocal committed
         position = runner.run(pending)
         if position > committed:
-            _save_progress(progress, store.tenant, position, runner.refs)
+            _save_progress(progress, service.tenant, position, runner.refs)
             advanced, committed = position - committed, position
             if on_advance is not None:
                 on_advance(advanced)
@@ -158,13 +160,13 @@ def import_file(
 class _Runner:
     def __init__(
         self,
-        store: ResourceStore,
+        service: ResourceService,
         refs: dict[str, str],
         report: ImportReport,
         stop_on_error: bool,
         on_failure: Callable[[Failure], None] | None,
     ) -> None:
-        self.store = store
+        self.service = service
         self.refs = refs
         self.report = report
         self.stop_on_error = stop_on_error
@@ -179,7 +181,7 @@ class _Runner:
         if readable:
             saved = dict(self.refs)
             try:
-                outcomes = transact(self.store, lambda: [self._apply(item) for item in items])
+                outcomes = transact(self.service, lambda: [self._apply(item) for item in items])
             except (DomainError, DataError):  # rolled back: replay item by item to name the bad one
                 self.refs = saved
             else:
@@ -196,7 +198,7 @@ class _Runner:
             else:
                 saved = dict(self.refs)
                 try:
-                    self._count(transact(self.store, partial(self._apply, item)))
+                    self._count(transact(self.service, partial(self._apply, item)))
                 except DomainError as exc:
                     self.refs = saved
                     self._fail(item.label, _message(exc))
@@ -241,54 +243,30 @@ class _Runner:
                     expression=("resourceType",),
                 )
             )
-        request = entry.get("request")
-        store = self.store
-        if request is None:
+        if entry.get("request") is None:  # an NDJSON line or a collection entry: put at its id
             rid = resource.get("id")
             if isinstance(rid, str) and rid:
-                outcome, rid = self._put(rtype, rid, resource)
+                result = self.service.update(rtype, rid, resource, unless_same=True)
             else:
-                result = store.create(rtype, resource)
-                outcome, rid = ("created" if result.created else "unchanged"), result.stored.id
+                result = self.service.create(rtype, resource)
         else:
-            outcome, rid = self._request(rtype, resource, request)
-        full_url = entry.get("fullUrl")
-        if isinstance(full_url, str) and full_url and full_url != f"{rtype}/{rid}":
-            self.refs[full_url] = f"{rtype}/{rid}"
-        return outcome
-
-    def _request(self, rtype: str, resource: dict[str, Any], request: Any) -> tuple[str, str]:
-        if not isinstance(request, dict):
-            raise InvalidInput(Issue("Bundle.entry.request must be an object", "structure"))
-        method = str(request.get("method", "")).upper()
-        url_type, rest = entry_url(str(request.get("url", "")))
-        if url_type != rtype:
-            raise InvalidInput(
-                Issue(
-                    f"request.url does not name the resource's type {rtype}", "invalid", expression=("url",)
+            request = entry_request(entry, item.label)
+            method, _, rest = request
+            if method not in IMPORT_METHODS or (method == "PUT" and not rest[1:]):
+                raise InvalidInput(
+                    Issue(
+                        f"request {method} {rtype}{rest} is not supported by an import "
+                        "(POST Type, PUT Type/id or PUT Type?query)",
+                        "not-supported",
+                    )
                 )
-            )
-        store = self.store
-        if method == "POST":
-            result = store.create(rtype, resource, if_none_exist=request.get("ifNoneExist"))
-            return ("created" if result.created else "unchanged"), result.stored.id
-        if method == "PUT" and rest.startswith("/") and rest[1:] and "/" not in rest[1:]:
-            rid = rest[1:]
-            return self._put(rtype, rid, {**resource, "id": resource.get("id", rid)})
-        if method == "PUT" and rest.startswith("?"):
-            result = store.conditional_update(rtype, rest[1:], resource, unless_same=True)
-            return _outcome(result), result.stored.id
-        raise InvalidInput(
-            Issue(
-                f"request {method or '(no method)'} {url_type}{rest} is not supported by an import "
-                "(POST Type, PUT Type/id or PUT Type?query)",
-                "not-supported",
-            )
-        )
-
-    def _put(self, rtype: str, rid: str, resource: dict[str, Any]) -> tuple[str, str]:
-        """Update-as-create at ``rid``, unless the stored version has the same content."""
-        return _outcome(self.store.update(rtype, rid, resource, unless_same=True)), rid
+            found = execute_entry(self.service, entry, request, resource, unless_same=True)
+            assert isinstance(found, WriteResult)  # POST and PUT write
+            result = found
+        full_url = entry.get("fullUrl")
+        if isinstance(full_url, str) and full_url and full_url != f"{rtype}/{result.stored.id}":
+            self.refs[full_url] = f"{rtype}/{result.stored.id}"
+        return _outcome(result)
 
 
 def _outcome(result: WriteResult) -> str:

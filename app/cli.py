@@ -39,17 +39,17 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app.api.render import billing_csv_rows
-from app.bulk import Failure, ImportAborted, import_file, import_store, progress_path
-from app.domain import BillingMonth, Month
+from app.bulk import Failure, ImportAborted, import_file, import_service, progress_path
+from app.domain import Actor, BillingMonth, Month
 from app.observability import configure_logging
 from app.services.reports import month_billing, today
+from app.services.resources import ResourceService
 from app.services.uow import transact
 from app.settings import DEFAULT_TENANT, Settings, load_settings
 from app.store.db import analyze, make_engine, make_sessionmaker
 from app.store.migrate import upgrade
 from app.store.models import Resource
 from app.store.reads import FactReader
-from app.store.repository import Actor, ResourceStore
 
 cli = typer.Typer(help="cocm-api: Collaborative Care registry and billing service", no_args_is_help=True)
 
@@ -115,7 +115,7 @@ def demo(
 ) -> None:
     """Load a synthetic clinic (scores, care-manager time, consents, visits, discharges) dated over
     the last months in the clinic time zone. Idempotent: patients already loaded are skipped."""
-    from app.demo import clinic, demo_store, load  # noqa: PLC0415 (only this command needs it)
+    from app.demo import clinic, demo_service, load  # noqa: PLC0415 (only this command needs it)
 
     settings = load_settings()
     with _session(settings) as (engine, session):
@@ -131,10 +131,10 @@ def demo(
                 typer.echo(f"tenant {tenant!r} has patients already: demo not loaded")
                 return
         bundles = clinic(today(settings), settings.zone, patients=patients, months=months, seed=seed)
-        store = demo_store(session, settings, tenant)
+        service = demo_service(session, settings, tenant)
         with _bar() as progress:
             task = progress.add_task("demo clinic", total=len(bundles))
-            result = load(store, settings, bundles, lambda n: progress.advance(task, n))
+            result = load(service, settings, bundles, lambda n: progress.advance(task, n))
     typer.echo(
         f"demo clinic (seed {seed}): {result.loaded} patients loaded, "
         f"{result.present} already there (tenant {tenant!r})"
@@ -157,10 +157,10 @@ def billing(
     except ValueError:
         raise typer.BadParameter("month must be YYYY-MM", param_hint="--month") from None
     with _session(settings) as (_, session):
-        store = ResourceStore(session, tenant, settings.zone, Actor("cli:billing"))
+        service = ResourceService(session, tenant, settings.zone, Actor("cli:billing"))
         with _bar() as progress:
             progress.add_task(f"billing {parsed}", total=None)
-            months = transact(store, lambda: month_billing(store, settings, parsed))
+            months = transact(service, lambda: month_billing(service, settings, parsed))
             with session.begin():
                 names = FactReader(session, tenant).patient_names([m.patient_id for m in months])
     if csv:
@@ -222,7 +222,7 @@ def import_(
     ),
     restart: bool = typer.Option(False, "--restart", help="ignore FILE.progress and start from the top"),
 ) -> None:
-    """Bulk load FHIR resources through the API's store code path (validation, scoring, facts).
+    """Bulk load FHIR resources through the API's write path (validation, scoring, facts).
     Idempotent on identifiers and ids; resumable from FILE.progress after an interruption."""
     settings = load_settings()
     err = _stderr()
@@ -242,7 +242,7 @@ def import_(
         try:
             report = import_file(
                 file,
-                import_store(session, settings, tenant),
+                import_service(session, settings, tenant),
                 settings,
                 batch=batch,
                 stop_on_error=stop_on_error,

@@ -43,10 +43,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.orm import Session
 
 from app.billing.codes import ACTIVITY_SYSTEM, CPT, HCPCS
+from app.domain import Actor
 from app.measures.instruments import ANSWERS, DIFFICULTY_ANSWERS, GAD7, LOINC_SYSTEM, PHQ9, Instrument
 from app.services.bundles import process_bundle
+from app.services.resources import ResourceService
 from app.settings import DEFAULT_TENANT, Settings
-from app.store.repository import Actor, ResourceStore
 
 ID_SYSTEM = "urn:cocm-demo"
 UCUM = "http://unitsofmeasure.org"
@@ -485,7 +486,7 @@ class LoadResult:
 
 
 def load(
-    store: ResourceStore,
+    service: ResourceService,
     settings: Settings,
     bundles: Sequence[dict[str, Any]],
     advance: Callable[[int], None] | None = None,
@@ -494,18 +495,18 @@ def load(
     A patient whose identifier is already stored is skipped: its Bundle was committed whole."""
     loaded = present = 0
     for bundle in bundles:
-        with store.session.begin():
-            known = store.by_identifiers("Patient", bundle["entry"][0]["resource"]) is not None
+        with service.session.begin():
+            known = service.repo.by_identifiers("Patient", bundle["entry"][0]["resource"]) is not None
         if known:
             present += 1
         else:
-            process_bundle(store, bundle, settings, ID_SYSTEM)
+            process_bundle(service, bundle, settings, ID_SYSTEM)
             loaded += 1
         if advance is not None:
             advance(1)
     return LoadResult(loaded, present)
 
 
-def demo_store(session: Session, settings: Settings, tenant: str = DEFAULT_TENANT) -> ResourceStore:
-    """The store the demo writes with (audit agent ``cli:demo``)."""
-    return ResourceStore(session, tenant, settings.zone, DEMO_ACTOR)
+def demo_service(session: Session, settings: Settings, tenant: str = DEFAULT_TENANT) -> ResourceService:
+    """The service the demo writes with (audit agent ``cli:demo``)."""
+    return ResourceService(session, tenant, settings.zone, DEMO_ACTOR)

@@ -1,5 +1,5 @@
 """Request-scoped dependencies shared by the FHIR and dashboard routes: the caller (API key ->
-tenant), the store in a session, the FHIR body reader, and the one transaction per request.
+tenant), the resource service over a session, the FHIR body reader, and the one transaction per request.
 
 Authentication (api.md, Access and tenants): ``COCM_API_KEYS`` lists ``key`` or ``key:tenant``
 entries, sent as ``Authorization: Bearer <key>``; keys are compared in constant time and never
@@ -21,10 +21,11 @@ from fastapi import Depends, Request
 
 from app.auth.scopes import ALL_SCOPES, Scope, allows
 from app.auth.smart import authenticate_bearer
+from app.domain import Actor
 from app.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from app.resources.validation import parse_json
+from app.services.resources import ResourceService
 from app.settings import DEFAULT_TENANT, Settings
-from app.store.repository import Actor, ResourceStore
 
 FHIR_MEDIA_TYPES = {"application/fhir+json", "application/json", "application/json+fhir"}
 
@@ -98,15 +99,15 @@ CallerDep = Annotated[Caller, Depends(get_caller)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-async def get_store(request: Request, caller: CallerDep) -> AsyncIterator[ResourceStore]:
-    """A store over a new session. Opening a session touches no database; closing it returns the
+async def get_service(request: Request, caller: CallerDep) -> AsyncIterator[ResourceService]:
+    """A resource service over a new session. Opening a session touches no database; closing it returns the
     connection to the pool once the request's transaction has ended (``transact``)."""
     session = request.app.state.sessionmaker()
     replica = request.app.state.read_sessionmaker
     reads = session if replica is request.app.state.sessionmaker else replica()
     try:
         address = request.client.host if request.client else None
-        yield ResourceStore(
+        yield ResourceService(
             session,
             caller.tenant,
             request.app.state.settings.zone,
@@ -121,7 +122,7 @@ async def get_store(request: Request, caller: CallerDep) -> AsyncIterator[Resour
             reads.close()
 
 
-StoreDep = Annotated[ResourceStore, Depends(get_store)]
+ServiceDep = Annotated[ResourceService, Depends(get_service)]
 
 
 async def read_fhir_body(request: Request) -> dict[str, Any]:

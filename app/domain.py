@@ -260,3 +260,15 @@ class PatientFacts:
     consents: list[ConsentFact] = field(default_factory=list)
     visits: list[VisitFact] = field(default_factory=list)
     measurements: list[Measurement] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is calling, for the audit trail: an agent name (key fingerprint or client id) and the
+    network address. Never a key, never patient data."""
+
+    agent: str
+    address: str | None = None
+
+
+SYSTEM_ACTOR = Actor("system")

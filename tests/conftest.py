@@ -26,11 +26,12 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from app.main import create_app
+from app.services.resources import ResourceService
 from app.settings import Settings
 from app.store.db import make_engine, make_sessionmaker
 from app.store.migrate import upgrade
 from app.store.models import Base
-from app.store.repository import ResourceStore
+from app.store.repository import Repository
 
 # schemathesis' pytest plugin blanks Hypothesis's failure printer for every test; restore it.
 hypothesis.core.RepresentationPrinter = pretty.RepresentationPrinter  # type: ignore[attr-defined]
@@ -128,12 +129,21 @@ def client(make_client: Callable[..., TestClient]) -> TestClient:
 
 
 @pytest.fixture
-def store(migrated_engine: Engine) -> Iterator[ResourceStore]:
-    """A ``ResourceStore`` of tenant ``default`` over a session of the emptied test database, for
+def service(migrated_engine: Engine) -> Iterator[ResourceService]:
+    """A ``ResourceService`` of tenant ``default`` over a session of the emptied test database, for
     tests below the HTTP edge (every scope permitted)."""
     _empty_tables(migrated_engine)
     with make_sessionmaker(migrated_engine)() as session:
-        yield ResourceStore(session, "default", ZoneInfo("UTC"))
+        yield ResourceService(session, "default", ZoneInfo("UTC"))
+
+
+@pytest.fixture
+def repository(migrated_engine: Engine) -> Iterator[Repository]:
+    """The ``Repository`` of tenant ``default`` over a session of the emptied test database: the
+    persistence layer alone, no scopes, no audit, no validation."""
+    _empty_tables(migrated_engine)
+    with make_sessionmaker(migrated_engine)() as session:
+        yield Repository(session, "default", ZoneInfo("UTC"))
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, text
 from typer.testing import CliRunner, Result
 
-from app.bulk import ImportReport, import_file, import_store, progress_path
+from app.bulk import ImportReport, import_file, import_service, progress_path
 from app.cli import cli
 from app.demo import clinic
 from app.domain import Month
@@ -279,13 +279,13 @@ def test_an_interrupted_import_resumes_where_it_stopped(
 
     with make_sessionmaker(env)() as session, pytest.raises(KeyboardInterrupt):
         import_file(
-            file, import_store(session, settings), settings, batch=5, on_advance=crash_after_two_batches
+            file, import_service(session, settings), settings, batch=5, on_advance=crash_after_two_batches
         )
     assert json.loads(progress_path(file).read_text())["committed"] == 10
     assert count_rows(env, "time_entry") == 8
 
     with make_sessionmaker(env)() as session:
-        report = import_file(file, import_store(session, settings), settings, batch=5)
+        report = import_file(file, import_service(session, settings), settings, batch=5)
     assert report == ImportReport(total=23, resumed_from=10, created=13)
     assert count_rows(env, "time_entry") == 20 and count_rows(env, "measurement") == 1
     assert not progress_path(file).exists()

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Engine
 
 from app.billing.codes import ACTIVITY_SYSTEM, INITIATING_VISIT_CODES
-from app.demo import ID_SYSTEM, LoadResult, clinic, demo_store, load, patient_bundle
+from app.demo import ID_SYSTEM, LoadResult, clinic, demo_service, load, patient_bundle
 from app.domain import Month
 from app.measures.instruments import ANSWERS, GAD7, PHQ9
 from app.measures.scoring import score_questionnaire_response
@@ -140,7 +140,7 @@ def loaded(database_url: str, migrated_engine: Engine) -> Iterator[tuple[Setting
     settings = Settings(database_url=database_url, timezone="America/Chicago")
     bundles = clinic(today(settings), settings.zone, patients=200)
     with make_sessionmaker(migrated_engine)() as session:
-        result = load(demo_store(session, settings), settings, bundles)
+        result = load(demo_service(session, settings), settings, bundles)
     yield settings, result, migrated_engine
     _empty_tables(migrated_engine)
 
@@ -149,8 +149,8 @@ def test_loading_gives_a_living_registry(loaded: tuple[Settings, LoadResult, Eng
     settings, result, engine = loaded
     assert result == LoadResult(loaded=200, present=0)
     with make_sessionmaker(engine)() as session:
-        store = demo_store(session, settings)
-        statuses = transact(store, lambda: sorted_registry(store, settings, today(settings))).items
+        service = demo_service(session, settings)
+        statuses = transact(service, lambda: sorted_registry(service, settings, today(settings))).items
     assert len(statuses) == 200
     by_status = Counter(s.status for s in statuses)
     assert by_status["active"] > 80
@@ -173,8 +173,8 @@ def test_the_last_full_month_bills(loaded: tuple[Settings, LoadResult, Engine]) 
     settings, _, engine = loaded
     month = Month.of(today(settings)).previous()
     with make_sessionmaker(engine)() as session:
-        store = demo_store(session, settings)
-        months = transact(store, lambda: month_billing(store, settings, month))
+        service = demo_service(session, settings)
+        months = transact(service, lambda: month_billing(service, settings, month))
     assert len(months) > 100
     totals: Counter[str] = Counter()
     for m in months:
@@ -196,7 +196,7 @@ def test_loading_twice_writes_nothing(loaded: tuple[Settings, LoadResult, Engine
     before = {t: count_rows(engine, t) for t in ("resource", "resource_version", "time_entry")}
     with make_sessionmaker(engine)() as session:
         again = load(
-            demo_store(session, settings), settings, clinic(today(settings), settings.zone, patients=200)
+            demo_service(session, settings), settings, clinic(today(settings), settings.zone, patients=200)
         )
     assert again == LoadResult(loaded=0, present=200)
     assert {t: count_rows(engine, t) for t in before} == before

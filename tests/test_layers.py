@@ -52,6 +52,8 @@ def test_the_contracts_hold(copy_of_app: Path) -> None:
             "import app.resources.outcome\nimport app.fhir.outcome",
             "the store is persistence only",
         ),
+        ("store/repository.py", "import app.auth.scopes", "the store is persistence only"),
+        ("store/repository.py", "import app.metrics", "the store is persistence only"),
         ("services/uow.py", "import fastapi", "only the edge imports"),
         ("billing/engine.py", "import app.care.status", "the billing and care cores are independent"),
         ("fhir/views.py", "import app.store.models", "route modules reach the database only"),

@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from app.api.params import parse_as_of, parse_month
 from app.api.render import billing_csv_rows, billing_json
 from app.api.schemas import BillingMonthOut, BillingPageOut, CareStatusOut, RegistryPageOut, documented
-from app.deps import SettingsDep, StoreDep
+from app.deps import ServiceDep, SettingsDep
 from app.errors import InvalidInput, Issue
 from app.resources import cursor as cursor_codec
 from app.services.reports import (
@@ -43,12 +43,12 @@ AsOf = Annotated[str | None, Query(description="YYYY-MM-DD; default today in the
     responses=documented(BillingMonthOut, 400, 404),
 )
 def patient_billing_month(
-    patient_id: str, month: MonthParam, store: StoreDep, settings: SettingsDep
+    patient_id: str, month: MonthParam, service: ServiceDep, settings: SettingsDep
 ) -> dict[str, Any]:
     """Codes and units the month's counted minutes support, whether the month is billable, its
     blockers and notes that explain the result."""
     parsed = parse_month(month, settings)
-    return billing_json(transact(store, lambda: patient_billing(store, settings, patient_id, parsed)))
+    return billing_json(transact(service, lambda: patient_billing(service, settings, patient_id, parsed)))
 
 
 def _encode_cursor(patient_id: str) -> str:
@@ -72,12 +72,16 @@ def _decode_cursor(cursor: str) -> str:
     responses=documented(BillingPageOut, 400),
 )
 def billing(
-    month: MonthParam, store: StoreDep, settings: SettingsDep, limit: Limit = 100, cursor: str | None = None
+    month: MonthParam,
+    service: ServiceDep,
+    settings: SettingsDep,
+    limit: Limit = 100,
+    cursor: str | None = None,
 ) -> dict[str, Any]:
     """Every patient with counted minutes in the month, in patient-id order; `totals` sums units per
     code over all of them (all pages, blocked months included)."""
     parsed = parse_month(month, settings)
-    run = transact(store, lambda: month_billing_run(store, settings, parsed))
+    run = transact(service, lambda: month_billing_run(service, settings, parsed))
     page, last = run.page_after(_decode_cursor(cursor) if cursor else None, limit)
     return {
         "month": str(parsed),
@@ -89,15 +93,15 @@ def billing(
 
 @router.get("/billing.csv", summary="Billing month as CSV", response_class=StreamingResponse)
 def billing_csv(
-    request: Request, month: MonthParam, store: StoreDep, settings: SettingsDep
+    request: Request, month: MonthParam, service: ServiceDep, settings: SettingsDep
 ) -> StreamingResponse:
     """The month's billing rows for billing staff: one row per patient and code (a patient whose
     minutes support no code gets one row with an empty code), with minutes, month kind, billable,
     blockers and notes. UTF-8 with a byte-order mark, CRLF lines, formula-safe cells. Streamed:
     computed a few hundred patients at a time while it is sent."""
     parsed = parse_month(month, settings)
-    transact(store, lambda: begin_month_billing(store))
-    months = stream_month_billing(request.app.state.read_sessionmaker, store.tenant, settings, parsed)
+    transact(service, lambda: begin_month_billing(service))
+    months = stream_month_billing(request.app.state.read_sessionmaker, service.tenant, settings, parsed)
     return StreamingResponse(
         billing_csv_rows(months),
         media_type="text/csv; charset=utf-8",
@@ -112,12 +116,12 @@ def billing_csv(
     responses=documented(CareStatusOut, 400, 404),
 )
 def care_status(
-    patient_id: str, store: StoreDep, settings: SettingsDep, as_of: AsOf = None
+    patient_id: str, service: ServiceDep, settings: SettingsDep, as_of: AsOf = None
 ) -> dict[str, Any]:
     """Episode, weeks in treatment, baseline and latest PHQ-9/GAD-7, response, remission, last
     contact, status and flags, reproducible for any `as_of`."""
     day = parse_as_of(as_of, settings)
-    result = transact(store, lambda: patient_care_status(store, settings, patient_id, day))
+    result = transact(service, lambda: patient_care_status(service, settings, patient_id, day))
     return result.to_json()
 
 
@@ -128,7 +132,7 @@ def care_status(
     responses=documented(RegistryPageOut, 400),
 )
 def registry(
-    store: StoreDep,
+    service: ServiceDep,
     settings: SettingsDep,
     as_of: AsOf = None,
     flag: str | None = None,
@@ -141,13 +145,13 @@ def registry(
     day = parse_as_of(as_of, settings)
 
     def work() -> tuple[list[dict[str, Any]], str | None]:
-        caseload = sorted_registry(store, settings, day)
+        caseload = sorted_registry(service, settings, day)
         try:
             items, next_cursor = caseload.page(flag=flag, status=status, cursor=cursor, limit=limit)
         except ValueError as exc:
             raise InvalidInput(Issue(str(exc), "invalid")) from None
-        names = patient_names(store, [s.patient_id for s in items])
+        names = patient_names(service, [s.patient_id for s in items])
         return [{**s.to_json(), "name": names.get(s.patient_id)} for s in items], next_cursor
 
-    items, next_cursor = transact(store, work)
+    items, next_cursor = transact(service, work)
     return {"as_of": day.isoformat(), "items": items, "next_cursor": next_cursor}

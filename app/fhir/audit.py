@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from app.deps import SettingsDep, StoreDep
+from app.deps import ServiceDep, SettingsDep
 from app.errors import InvalidInput, Issue
 from app.fhir.outcome import fhir_base, fhir_response
 from app.resources.bundle import searchset
@@ -49,7 +49,7 @@ def audit_event_resource(row: AuditEventRow) -> dict[str, Any]:
 
 
 @router.get("/AuditEvent", summary="Search the audit trail")
-def search_audit_events(request: Request, store: StoreDep, settings: SettingsDep) -> Response:
+def search_audit_events(request: Request, service: ServiceDep, settings: SettingsDep) -> Response:
     """AuditEvents of the caller's tenant, newest first; `_count` (default 50, max 500), `_offset`."""
     params = list(request.query_params.multi_items())
     where = audit_trail.conditions(params, settings.zone)
@@ -59,7 +59,7 @@ def search_audit_events(request: Request, store: StoreDep, settings: SettingsDep
         raise InvalidInput(Issue("_count and _offset must be whole numbers", "invalid"))
     count, offset = min(int(raw_count), settings.max_page_size), int(raw_offset)
 
-    rows, total = transact(store, lambda: store.search_audit(where, offset, count))
+    rows, total = transact(service, lambda: service.search_audit(where, offset, count))
     base = fhir_base(request)
     links = [{"relation": "self", "url": str(request.url)}]
     if offset + count < total:
@@ -70,7 +70,7 @@ def search_audit_events(request: Request, store: StoreDep, settings: SettingsDep
 
 
 @router.get("/AuditEvent/{event_id}", summary="Read one AuditEvent")
-def read_audit_event(event_id: str, store: StoreDep) -> Response:
+def read_audit_event(event_id: str, service: ServiceDep) -> Response:
     """One AuditEvent of the caller's tenant (404 otherwise)."""
 
-    return fhir_response(audit_event_resource(transact(store, lambda: store.read_audit(event_id))))
+    return fhir_response(audit_event_resource(transact(service, lambda: service.read_audit(event_id))))

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 
 from app.auth.routes import advertised_token_url
-from app.deps import BodyDep, SettingsDep, StoreDep
+from app.deps import BodyDep, ServiceDep, SettingsDep
 from app.errors import InvalidInput, Issue, NotFound, NotSupported
 from app.fhir.capability import capability_statement
 from app.fhir.outcome import fhir_base, fhir_response, outcome_response
@@ -95,10 +95,10 @@ def metadata(request: Request) -> Response:
 
 
 @router.post("", summary="Transaction or batch Bundle", openapi_extra=BODY_SCHEMA)
-def bundle(request: Request, body: BodyDep, store: StoreDep, settings: SettingsDep) -> Response:
+def bundle(request: Request, body: BodyDep, service: ServiceDep, settings: SettingsDep) -> Response:
     """Process a `transaction` (all or nothing, `urn:uuid:` references rewritten) or `batch`
     (entry by entry) Bundle; answers `transaction-response` / `batch-response`."""
-    result = process_bundle(store, body, settings, fhir_base(request))
+    result = process_bundle(service, body, settings, fhir_base(request))
     return fhir_response(result)
 
 
@@ -106,7 +106,7 @@ def bundle(request: Request, body: BodyDep, store: StoreDep, settings: SettingsD
 def create(
     rtype: str,
     body: BodyDep,
-    store: StoreDep,
+    service: ServiceDep,
     if_none_exist: str | None = Header(None),
     prefer: str | None = Header(None),
 ) -> Response:
@@ -114,13 +114,17 @@ def create(
     one match answers 200 with it (nothing written), several 412. A plain POST whose identifier is
     already stored answers 200 with the stored resource when the content is the same, 409 when not."""
     _check_type(rtype, writing=True)
-    result = transact(store, lambda: store.create(rtype, body, if_none_exist=if_none_exist))
+    result = transact(service, lambda: service.create(rtype, body, if_none_exist=if_none_exist))
     return write_response(result, prefer)
 
 
 @router.get("/{rtype}", summary="Search")
 def search(
-    rtype: str, request: Request, store: StoreDep, settings: SettingsDep, prefer: str | None = Header(None)
+    rtype: str,
+    request: Request,
+    service: ServiceDep,
+    settings: SettingsDep,
+    prefer: str | None = Header(None),
 ) -> Response:
     """Search: a `searchset` Bundle with `total` and `self`/`next` links; `_count` (default 50,
     max 500) and the opaque `_cursor` page through the results."""
@@ -130,7 +134,7 @@ def search(
     count = min(count, settings.max_page_size)
     offset = _decode_cursor(dict(params).get("_cursor"))
     resources, total, applied = transact(
-        store, lambda: store.search(rtype, params, offset=offset, count=count, strict=_strict(prefer))
+        service, lambda: service.search(rtype, params, offset=offset, count=count, strict=_strict(prefer))
     )
     base = fhir_base(request)
 
@@ -151,21 +155,21 @@ def search(
 
 @router.put("/{rtype}", summary="Conditional update", openapi_extra=BODY_SCHEMA)
 def conditional_update(
-    rtype: str, request: Request, body: BodyDep, store: StoreDep, prefer: str | None = Header(None)
+    rtype: str, request: Request, body: BodyDep, service: ServiceDep, prefer: str | None = Header(None)
 ) -> Response:
     """Upsert by search criteria (`?identifier=sys|val`): one match is updated, none creates,
     several answer 412."""
     _check_type(rtype, writing=True)
     query = urlencode(list(request.query_params.multi_items()))
-    result = transact(store, lambda: store.conditional_update(rtype, query, body))
+    result = transact(service, lambda: service.conditional_update(rtype, query, body))
     return write_response(result, prefer)
 
 
 @router.get("/{rtype}/{rid}", summary="Read")
-def read(rtype: str, rid: str, store: StoreDep) -> Response:
+def read(rtype: str, rid: str, service: ServiceDep) -> Response:
     """Read the current version: 200 with `ETag`, 404 unknown, 410 deleted."""
     _check_type(rtype)
-    stored = transact(store, lambda: store.read(rtype, rid))
+    stored = transact(service, lambda: service.read(rtype, rid))
     assert stored.content is not None
     return fhir_response(stored.content, 200, resource_headers(stored))
 
@@ -175,7 +179,7 @@ def update(
     rtype: str,
     rid: str,
     body: BodyDep,
-    store: StoreDep,
+    service: ServiceDep,
     if_match: str | None = Header(None),
     prefer: str | None = Header(None),
 ) -> Response:
@@ -183,23 +187,23 @@ def update(
     version (412 otherwise); the body's id must equal the URL's."""
     _check_type(rtype, writing=True)
     expected = parse_etag(if_match) if if_match is not None else None
-    result = transact(store, lambda: store.update(rtype, rid, body, if_match=expected))
+    result = transact(service, lambda: service.update(rtype, rid, body, if_match=expected))
     return write_response(result, prefer)
 
 
 @router.delete("/{rtype}/{rid}", summary="Delete", status_code=204)
-def delete(rtype: str, rid: str, store: StoreDep) -> Response:
+def delete(rtype: str, rid: str, service: ServiceDep) -> Response:
     """Delete: 204; the resource stops counting in status and billing; read answers 410."""
     _check_type(rtype, writing=True)
-    transact(store, lambda: store.delete(rtype, rid))
+    transact(service, lambda: service.delete(rtype, rid))
     return Response(status_code=204)
 
 
 @router.get("/{rtype}/{rid}/_history", summary="History of a resource")
-def history(rtype: str, rid: str, request: Request, store: StoreDep) -> Response:
+def history(rtype: str, rid: str, request: Request, service: ServiceDep) -> Response:
     """Every version, newest first, as a `history` Bundle (deletions as DELETE entries)."""
     _check_type(rtype)
-    versions = transact(store, lambda: store.history(rtype, rid))
+    versions = transact(service, lambda: service.history(rtype, rid))
     base = fhir_base(request)
     entries: list[dict[str, Any]] = []
     for v in versions:
@@ -217,12 +221,12 @@ def history(rtype: str, rid: str, request: Request, store: StoreDep) -> Response
 
 
 @router.get("/{rtype}/{rid}/_history/{vid}", summary="Version read")
-def vread(rtype: str, rid: str, vid: str, store: StoreDep) -> Response:
+def vread(rtype: str, rid: str, vid: str, service: ServiceDep) -> Response:
     """Read one version (`vread`): 404 unknown version, 410 when that version is a deletion."""
     _check_type(rtype)
     if not vid.isdigit() or len(vid) > 9:
         raise NotFound(f"{rtype}/{rid} has no version {vid[:20]!r}")
-    stored = transact(store, lambda: store.vread(rtype, rid, int(vid)))
+    stored = transact(service, lambda: service.vread(rtype, rid, int(vid)))
     assert stored.content is not None
     return fhir_response(stored.content, 200, resource_headers(stored))
 

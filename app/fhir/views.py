@@ -25,7 +25,7 @@ from fastapi.responses import Response
 
 from app.api.params import parse_as_of, parse_month
 from app.care.status import CareStatus, MeasureSummary
-from app.deps import SettingsDep, StoreDep
+from app.deps import ServiceDep, SettingsDep
 from app.domain import BillingMonth
 from app.errors import InvalidInput, Issue, NotFound
 from app.fhir.outcome import fhir_base, fhir_response
@@ -59,21 +59,21 @@ def _stable_id(*parts: str) -> str:
 
 
 @router.get("/CarePlan", summary="The patient's CoCM care plan (computed)")
-def care_plan(request: Request, store: StoreDep, settings: SettingsDep) -> Response:
+def care_plan(request: Request, service: ServiceDep, settings: SettingsDep) -> Response:
     """The care plan with the care status of `date` (default today) as structured content."""
     patient_id = _required_patient(request)
     as_of = parse_as_of(request.query_params.get("date"), settings)
 
     def work() -> CareStatus | None:
         try:
-            return patient_care_status(store, settings, patient_id, as_of)
+            return patient_care_status(service, settings, patient_id, as_of)
         except NotFound:
             return None
 
-    status = transact(store, work)
+    status = transact(service, work)
     if status is None or status.episode_start is None:
         return _bundle(request, [])
-    return _bundle(request, [care_plan_resource(store.tenant, status)])
+    return _bundle(request, [care_plan_resource(service.tenant, status)])
 
 
 def _measure_extension(name: str, summary: MeasureSummary) -> dict[str, Any]:
@@ -126,7 +126,7 @@ def care_plan_resource(tenant: str, status: CareStatus) -> dict[str, Any]:
 
 
 @router.get("/ChargeItem", summary="The patient's billing codes for a month (computed)")
-def charge_items(request: Request, store: StoreDep, settings: SettingsDep) -> Response:
+def charge_items(request: Request, service: ServiceDep, settings: SettingsDep) -> Response:
     """One ChargeItem per code the month supports: `billable`, or `planned` while blocked."""
     patient_id = _required_patient(request)
     occurrence = request.query_params.get("occurrence")
@@ -136,14 +136,14 @@ def charge_items(request: Request, store: StoreDep, settings: SettingsDep) -> Re
 
     def work() -> BillingMonth | None:
         try:
-            return patient_billing(store, settings, patient_id, month)
+            return patient_billing(service, settings, patient_id, month)
         except NotFound:
             return None
 
-    result = transact(store, work)
+    result = transact(service, work)
     if result is None:
         return _bundle(request, [])
-    return _bundle(request, charge_item_resources(store.tenant, result))
+    return _bundle(request, charge_item_resources(service.tenant, result))
 
 
 def charge_item_resources(tenant: str, month: BillingMonth) -> list[dict[str, Any]]:

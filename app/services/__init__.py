@@ -1,1 +1,1 @@
-"""Use cases: scopes checks, audit writes and the unit of work, between the edge and the store."""
+"""Use cases: scope checks, audit and the unit of work, between the edge and the store (persistence)."""

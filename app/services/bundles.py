@@ -22,15 +22,16 @@ from app.resources.bundle import entry_url
 from app.resources.outcome import outcome, status_of
 from app.resources.validation import SUPPORTED_TYPES
 from app.resources.versions import etag, history_location, parse_etag
+from app.services.resources import ResourceService
 from app.services.uow import transact
 from app.settings import Settings
-from app.store.repository import ResourceStore, Stored, WriteResult, format_instant
+from app.store.repository import Stored, WriteResult, format_instant
 
 METHOD_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3}
 REASONS = {200: "OK", 201: "Created", 204: "No Content"}
 
 
-def process_bundle(store: ResourceStore, body: dict[str, Any], settings: Settings, base: str) -> bytes:
+def process_bundle(service: ResourceService, body: dict[str, Any], settings: Settings, base: str) -> bytes:
     if body.get("resourceType") != "Bundle":
         raise InvalidInput(Issue("POST /fhir takes a Bundle", "invalid", expression=("resourceType",)))
     kind = body.get("type")
@@ -48,10 +49,10 @@ def process_bundle(store: ResourceStore, body: dict[str, Any], settings: Setting
             f"the Bundle has {len(entries)} entries; the limit is {settings.max_bundle_entries}"
         )
     if kind == "transaction":
-        requests = [_request_of(i, e) for i, e in enumerate(entries)]
-        responses = transact(store, lambda: _transaction(store, entries, requests))
+        requests = [entry_request(e, f"Bundle.entry[{i}]") for i, e in enumerate(entries)]
+        responses = transact(service, lambda: _transaction(service, entries, requests))
     else:
-        responses = [_batch_entry(store, i, entry) for i, entry in enumerate(entries)]
+        responses = [_batch_entry(service, i, entry) for i, entry in enumerate(entries)]
     return orjson.dumps(
         {
             "resourceType": "Bundle",
@@ -65,9 +66,9 @@ EntryResult = WriteResult | Stored | None | dict[str, Any]
 
 
 def _transaction(
-    store: ResourceStore, entries: list[dict[str, Any]], requests: list[tuple[str, str, str]]
+    service: ResourceService, entries: list[dict[str, Any]], requests: list[tuple[str, str, str]]
 ) -> list[EntryResult]:
-    targets, assigned = _resolve_full_urls(store, entries, requests)
+    targets, assigned = _resolve_full_urls(service, entries, requests)
     resources = [rewrite_references(e.get("resource"), targets) for e in entries]
     order = sorted(
         range(len(entries)),
@@ -76,17 +77,17 @@ def _transaction(
     results: list[EntryResult] = [None] * len(entries)
     for i in order:
         try:
-            results[i] = _execute(store, entries[i], requests[i], resources[i], assigned.get(i))
+            results[i] = execute_entry(service, entries[i], requests[i], resources[i], assigned.get(i))
         except DomainError as exc:
             exc.issues = [_locate(issue, i) for issue in exc.issues]
             raise
     return results
 
 
-def _batch_entry(store: ResourceStore, index: int, entry: dict[str, Any]) -> EntryResult:
+def _batch_entry(service: ResourceService, index: int, entry: dict[str, Any]) -> EntryResult:
     try:
-        request = _request_of(index, entry)
-        return transact(store, lambda: _execute(store, entry, request, entry.get("resource"), None))
+        request = entry_request(entry, f"Bundle.entry[{index}]")
+        return transact(service, lambda: execute_entry(service, entry, request, entry.get("resource")))
     except DomainError as exc:
         status = status_of(exc)
         return {
@@ -95,49 +96,51 @@ def _batch_entry(store: ResourceStore, index: int, entry: dict[str, Any]) -> Ent
         }
 
 
-def _request_of(index: int, entry: dict[str, Any]) -> tuple[str, str, str]:
-    """(method, resource type, the rest of the url) of an entry."""
+def entry_request(entry: dict[str, Any], where: str) -> tuple[str, str, str]:
+    """(method, resource type, the rest of the url) of an entry, checked: a supported method and
+    type, and for POST and PUT a resource of that type. ``where``: the entry's FHIRPath
+    (``Bundle.entry[3]``), named in the errors."""
     request = entry.get("request")
-    where = f"Bundle.entry[{index}].request"
+    at = f"{where}.request"
     if not isinstance(request, dict):
-        raise InvalidInput(Issue(f"{where} is required", "required", expression=(where,)))
+        raise InvalidInput(Issue(f"{at} is required", "required", expression=(at,)))
     method = str(request.get("method", "")).upper()
     if method not in METHOD_ORDER:
         raise NotSupported(
             Issue(
-                f"{where}.method {method!r} is not supported",
+                f"{at}.method {method!r} is not supported",
                 "not-supported",
-                expression=(f"{where}.method",),
+                expression=(f"{at}.method",),
             )
         )
     rtype, rest = entry_url(str(request.get("url", "")))
     if rtype not in SUPPORTED_TYPES:
         raise InvalidInput(
-            Issue(f"{where}.url names no supported resource type", "invalid", expression=(f"{where}.url",))
+            Issue(f"{at}.url names no supported resource type", "invalid", expression=(f"{at}.url",))
         )
     if method in {"POST", "PUT"}:
         resource = entry.get("resource")
         if not isinstance(resource, dict):
             raise InvalidInput(
                 Issue(
-                    f"Bundle.entry[{index}].resource is required for {method}",
+                    f"{where}.resource is required for {method}",
                     "required",
-                    expression=(f"Bundle.entry[{index}].resource",),
+                    expression=(f"{where}.resource",),
                 )
             )
         if resource.get("resourceType") != rtype:
             raise InvalidInput(
                 Issue(
-                    f"Bundle.entry[{index}].resource is not a {rtype}",
+                    f"{where}.resource is not a {rtype}",
                     "invalid",
-                    expression=(f"Bundle.entry[{index}].resource.resourceType",),
+                    expression=(f"{where}.resource.resourceType",),
                 )
             )
     return method, rtype, rest
 
 
 def _resolve_full_urls(
-    store: ResourceStore, entries: list[dict[str, Any]], requests: list[tuple[str, str, str]]
+    service: ResourceService, entries: list[dict[str, Any]], requests: list[tuple[str, str, str]]
 ) -> tuple[dict[str, str], dict[int, str]]:
     """fullUrl -> ``Type/id`` for every entry that creates or updates a resource, and the ids
     assigned to creates. A conditional create that matches, or a create whose identifier is stored
@@ -150,8 +153,8 @@ def _resolve_full_urls(
         if method == "POST" and not rest:
             condition = (entry.get("request") or {}).get("ifNoneExist")
             resource = entry.get("resource") or {}
-            matches = store.match(rtype, condition, "ifNoneExist") if condition else []
-            known = matches[0] if len(matches) == 1 else store.by_identifiers(rtype, resource)
+            matches = service.repo.match(rtype, condition, "ifNoneExist") if condition else []
+            known = matches[0] if len(matches) == 1 else service.repo.by_identifiers(rtype, resource)
             new_id = known.id if known is not None else str(uuid.uuid4())
             assigned[index] = new_id
             if isinstance(full_url, str) and full_url:
@@ -174,31 +177,40 @@ def rewrite_references(node: Any, targets: dict[str, str]) -> Any:
     return node
 
 
-def _execute(
-    store: ResourceStore, entry: dict[str, Any], request: tuple[str, str, str], resource: Any, rid: str | None
+def execute_entry(
+    service: ResourceService,
+    entry: dict[str, Any],
+    request: tuple[str, str, str],
+    resource: Any,
+    rid: str | None = None,
+    *,
+    unless_same: bool = False,
 ) -> EntryResult:
+    """Do one entry (``entry_request``) with ``resource`` (its references rewritten): what a
+    transaction, a batch and ``cocm import`` do alike. ``rid``: the id a transaction assigned to a
+    create. ``unless_same``: a PUT whose content is stored already writes nothing (an import)."""
     method, rtype, rest = request
     details = entry.get("request") or {}
     if method == "POST":
         assert isinstance(resource, dict)
-        return store.create(rtype, resource, if_none_exist=details.get("ifNoneExist"), rid=rid)
+        return service.create(rtype, resource, if_none_exist=details.get("ifNoneExist"), rid=rid)
     if method == "PUT":
         assert isinstance(resource, dict)
         if rest.startswith("?"):
-            return store.conditional_update(rtype, rest[1:], resource)
+            return service.conditional_update(rtype, rest[1:], resource, unless_same=unless_same)
         rid = rest.lstrip("/")
         if "id" not in resource:
             resource = {**resource, "id": rid}
         if_match = details.get("ifMatch")
         expected = parse_etag(str(if_match), "Bundle.entry.request.ifMatch") if if_match is not None else None
-        return store.update(rtype, rid, resource, if_match=expected)
+        return service.update(rtype, rid, resource, if_match=expected, unless_same=unless_same)
     if method == "DELETE":
-        store.delete(rtype, rest.lstrip("/"))
+        service.delete(rtype, rest.lstrip("/"))
         return None
     rid = rest.lstrip("/")
     if not rid or "?" in rid or "/" in rid:
         raise NotSupported(Issue("GET entries support read (Type/id) only", "not-supported"))
-    return store.read(rtype, rid)
+    return service.read(rtype, rid)
 
 
 def _locate(issue: Issue, index: int) -> Issue:

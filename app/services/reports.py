@@ -40,10 +40,10 @@ from app.care.status import CareStatus, care_status
 from app.domain import BillingMonth, Month, PatientFacts
 from app.errors import NotFound
 from app.metrics import BILLING_RUNS
+from app.services.resources import ResourceService
 from app.settings import Settings
 from app.store.models import Resource
 from app.store.reads import CHUNK, FactReader
-from app.store.repository import ResourceStore
 
 T = TypeVar("T")
 
@@ -66,10 +66,10 @@ def month_window(month: Month, settings: Settings) -> tuple[datetime, datetime]:
 FACT_TYPES = ("Patient", "QuestionnaireResponse", "Observation", "Encounter", "EpisodeOfCare", "Consent")
 
 
-def _require_facts(store: ResourceStore, *extra: str) -> None:
+def _require_facts(service: ResourceService, *extra: str) -> None:
     """Dashboard reads need read scopes on every type they are computed from (issue: scopes)."""
     for rtype in FACT_TYPES:
-        store.require(rtype, "r", *extra)
+        service.require(rtype, "r", *extra)
 
 
 @contextmanager
@@ -121,29 +121,29 @@ REGISTRIES: ResultCache[SortedRegistry] = ResultCache()
 
 
 @contextmanager
-def month_wide_reads(store: ResourceStore) -> Iterator[Session]:
+def month_wide_reads(service: ResourceService) -> Iterator[Session]:
     """The session for month-wide billing and registry reads: the read replica's, in a read
     transaction of its own that ends with the block, when ``COCM_DATABASE_READ_URL`` is set; else
     the request's own session (its transaction, which also holds the audit row)."""
-    if store.reads is store.session:
-        yield store.session
+    if service.reads is service.session:
+        yield service.session
         return
-    with store.reads.begin():
-        yield store.reads
+    with service.reads.begin():
+        yield service.reads
 
 
-def patient_names(store: ResourceStore, patient_ids: list[str]) -> dict[str, str | None]:
+def patient_names(service: ResourceService, patient_ids: list[str]) -> dict[str, str | None]:
     """Display names for a page of rows (month-wide reads)."""
-    with month_wide_reads(store) as session:
-        return FactReader(session, store.tenant).patient_names(patient_ids)
+    with month_wide_reads(service) as session:
+        return FactReader(session, service.tenant).patient_names(patient_ids)
 
 
 def patients_facts(
-    store: ResourceStore, patient_ids: list[str]
+    service: ResourceService, patient_ids: list[str]
 ) -> tuple[dict[str, str | None], dict[str, PatientFacts]]:
     """Names and every fact of a page of patients (the registry page's trend and minutes)."""
-    with month_wide_reads(store) as session:
-        reader = FactReader(session, store.tenant)
+    with month_wide_reads(service) as session:
+        reader = FactReader(session, service.tenant)
         return reader.patient_names(patient_ids), dict(reader.facts(patient_ids))
 
 
@@ -175,10 +175,12 @@ def _bill(patient_id: str, facts: PatientFacts, month: Month, settings: Settings
     )
 
 
-def patient_billing(store: ResourceStore, settings: Settings, patient_id: str, month: Month) -> BillingMonth:
-    _require_facts(store)
-    reader = FactReader(store.session, store.tenant)
-    store.audit("R", "billing", "Patient", patient_id)
+def patient_billing(
+    service: ResourceService, settings: Settings, patient_id: str, month: Month
+) -> BillingMonth:
+    _require_facts(service)
+    reader = FactReader(service.session, service.tenant)
+    service.audit("R", "billing", "Patient", patient_id)
     BILLING_RUNS.labels("patient").inc()
     if not reader.live_patient_ids([patient_id]):
         raise NotFound(f"Patient/{patient_id} is not known")
@@ -209,30 +211,30 @@ class MonthRun:
         return page, page[-1].patient_id if start + limit < len(self.months) else None
 
 
-def month_billing(store: ResourceStore, settings: Settings, month: Month) -> list[BillingMonth]:
+def month_billing(service: ResourceService, settings: Settings, month: Month) -> list[BillingMonth]:
     """Every patient with counted minutes in the month, ordered by patient id."""
-    return month_billing_run(store, settings, month).months
+    return month_billing_run(service, settings, month).months
 
 
-def begin_month_billing(store: ResourceStore) -> None:
+def begin_month_billing(service: ResourceService) -> None:
     """What every month-wide billing read does first: the scope checks, the audit row, the metric."""
-    _require_facts(store, "s")
-    store.audit("E", "billing-month")
+    _require_facts(service, "s")
+    service.audit("E", "billing-month")
     BILLING_RUNS.labels("month").inc()
 
 
-def month_billing_run(store: ResourceStore, settings: Settings, month: Month) -> MonthRun:
+def month_billing_run(service: ResourceService, settings: Settings, month: Month) -> MonthRun:
     """The month with its totals and page index (cached per data version, see ResultCache)."""
-    begin_month_billing(store)
+    begin_month_billing(service)
     on = today(settings)
-    with month_wide_reads(store) as session:
-        reader = FactReader(session, store.tenant)
+    with month_wide_reads(service) as session:
+        reader = FactReader(session, service.tenant)
 
         def compute() -> MonthRun:
             return MonthRun.of(list(_billed_months(reader, settings, month, on)))
 
-        key = (store.tenant, str(month), on)
-        return MONTHS.get(key, _data_version(session, store.tenant), compute)
+        key = (service.tenant, str(month), on)
+        return MONTHS.get(key, _data_version(session, service.tenant), compute)
 
 
 def stream_month_billing(
@@ -279,22 +281,24 @@ def _status(patient_id: str, facts: PatientFacts, as_of: date, settings: Setting
     )
 
 
-def patient_care_status(store: ResourceStore, settings: Settings, patient_id: str, as_of: date) -> CareStatus:
-    _require_facts(store)
-    reader = FactReader(store.session, store.tenant)
-    store.audit("R", "care-status", "Patient", patient_id)
+def patient_care_status(
+    service: ResourceService, settings: Settings, patient_id: str, as_of: date
+) -> CareStatus:
+    _require_facts(service)
+    reader = FactReader(service.session, service.tenant)
+    service.audit("R", "care-status", "Patient", patient_id)
     if not reader.live_patient_ids([patient_id]):
         raise NotFound(f"Patient/{patient_id} is not known")
     facts = reader.facts([patient_id]).get(patient_id, PatientFacts())
     return _status(patient_id, facts, as_of, settings)
 
 
-def sorted_registry(store: ResourceStore, settings: Settings, as_of: date) -> SortedRegistry:
+def sorted_registry(service: ResourceService, settings: Settings, as_of: date) -> SortedRegistry:
     """Care status of every patient in care, in urgency order (audited as one registry read)."""
-    _require_facts(store, "s")
-    store.audit("E", "registry")
-    with month_wide_reads(store) as session:
-        reader = FactReader(session, store.tenant)
+    _require_facts(service, "s")
+    service.audit("E", "registry")
+    with month_wide_reads(service) as session:
+        reader = FactReader(session, service.tenant)
 
         def compute() -> SortedRegistry:
             patient_ids = reader.patients_in_care()
@@ -303,4 +307,4 @@ def sorted_registry(store: ResourceStore, settings: Settings, as_of: date) -> So
                 _status(pid, facts.get(pid, PatientFacts()), as_of, settings) for pid in patient_ids
             )
 
-        return REGISTRIES.get((store.tenant, as_of), _data_version(session, store.tenant), compute)
+        return REGISTRIES.get((service.tenant, as_of), _data_version(session, service.tenant), compute)

@@ -1,5 +1,5 @@
 """The audit trail's reads: search conditions and the queries behind ``GET /fhir/AuditEvent``
-(the rows are written by ``ResourceStore.audit``)."""
+(the rows are written by ``Repository.record_audit``)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,12 @@
 """The resource store: versioned FHIR resources plus the facts extracted from them.
 
+Persistence only: no scope checks, no audit decisions, no validation, no HTTP. The service
+above it (``app.services.resources``) checks the caller's scopes, validates the body, records the
+audit trail and owns the unit of work.
+
 Every write keeps the JSON as received (with ``id`` and ``meta.versionId``/``meta.lastUpdated``
 set), a copy per version, the identifier and token index rows, and the fact rows, all in the
-caller's transaction: this module only flushes, the edge commits (architecture.md).
+caller's transaction: this module only flushes, the service commits (architecture.md).
 
 Every query names the tenant; resource ids are unique across tenants, and an id held by another
 tenant behaves exactly like an unknown id (404), for update-as-create too.
@@ -10,15 +14,13 @@ tenant behaves exactly like an unknown id (404), for update-as-create too.
 Idempotency (api.md): an identifier (system, value) is unique per tenant and type. A create whose
 identifier is already stored answers the stored resource (200) when the content is the same
 (ignoring ``id`` and ``meta``) and 409 when it differs. Concurrent duplicates meet at the primary
-key of ``resource_identifier``; the edge retries the request once it loses (``app.deps.transact``).
+key of ``resource_identifier``; the edge retries the request once it loses (``app.services.uow.transact``).
 """
 
 from __future__ import annotations
 
-import logging
 import uuid
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -26,24 +28,22 @@ from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
 import orjson
-from sqlalchemy import ColumnElement, bindparam, delete, func, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
+from app.domain import Actor
 from app.errors import (
     BusinessRuleViolation,
     Conflict,
-    Forbidden,
     Gone,
     InvalidInput,
     Issue,
     NotFound,
     PreconditionFailed,
 )
-from app.metrics import INGESTED, SCORING_WARNINGS
-from app.resources.validation import patient_reference, validate_resource
-from app.store import audit_trail, facts
-from app.store.db import WRITE_OPTION, insert_later, transaction_info
+from app.resources.validation import patient_reference
+from app.store import facts
+from app.store.db import insert_later, transaction_info
 from app.store.models import SYSTEM as SYSTEM_LENGTH
 from app.store.models import VALUE as VALUE_LENGTH
 from app.store.models import (
@@ -54,7 +54,7 @@ from app.store.models import (
     ResourceToken,
     ResourceVersion,
 )
-from app.store.search import build_conditions, reference_id
+from app.store.search import build_conditions
 
 
 @dataclass(frozen=True)
@@ -68,27 +68,10 @@ class Stored:
     content: bytes | None  # None for a deleted version
 
 
-log = logging.getLogger("cocm.store")
-
 LIVE_PATIENTS = "live_patients"  # transaction_info key: patients known to be live
 PATIENT_DELETED = select(Resource.deleted).where(  # built once: checked on every write
     Resource.tenant == bindparam("tenant"), Resource.type == "Patient", Resource.id == bindparam("id")
 )
-
-# SMART interaction letter -> FHIR AuditEvent action (search is E, execute).
-ACTION_OF_INTERACTION = {"c": "C", "r": "R", "u": "U", "d": "D", "s": "E"}
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who is calling, for the audit trail: an agent name (key fingerprint or client id) and the
-    network address. Never a key, never patient data."""
-
-    agent: str
-    address: str | None = None
-
-
-SYSTEM_ACTOR = Actor("system")
 
 
 @dataclass(frozen=True)
@@ -96,7 +79,8 @@ class WriteResult:
     stored: Stored
     created: bool  # 201 when True, 200 otherwise
     warnings: list[Issue] = field(default_factory=list)
-    changed: bool = True  # False: the stored version already had this content (nothing written)
+    changed: bool = True  # False: nothing written (the stored version already says this, or a create matched)
+    deleted: tuple[tuple[str, str], ...] = ()  # derived resources (type, id) deleted along with it
 
 
 def now_instant() -> datetime:
@@ -133,96 +117,25 @@ def identifiers_of(data: dict[str, Any]) -> list[tuple[str, str]]:
     return pairs
 
 
-def _permit_all(rtype: str, interaction: str) -> bool:
-    return True
+class Repository:
+    """One tenant's resources over one session."""
 
-
-class ResourceStore:
-    """One tenant's resources over one session, built whole here.
-
-    ``permits(rtype, interaction)``: whether the caller may do a SMART interaction (c r u d s) on a
-    type (the request dependencies pass ``partial(allows, caller.scopes)``; default: everything, for
-    the CLI, the demo and tests). ``write_lock``: ``app.store.db.write_lock`` of the engine.
-    ``reads``: where month-wide billing and registry reads go, a read replica's session when
-    ``COCM_DATABASE_READ_URL`` is set, else ``session``."""
-
-    def __init__(
-        self,
-        session: Session,
-        tenant: str,
-        zone: ZoneInfo,
-        actor: Actor = SYSTEM_ACTOR,
-        *,
-        permits: Callable[[str, str], bool] = _permit_all,
-        write_lock: AbstractContextManager[object] | None = None,
-        reads: Session | None = None,
-    ) -> None:
+    def __init__(self, session: Session, tenant: str, zone: ZoneInfo) -> None:
         self.session = session
         self.tenant = tenant
         self.zone = zone
-        self.actor = actor
-        self.permits = permits
-        self.write_lock: AbstractContextManager[object] = (
-            write_lock if write_lock is not None else nullcontext()
-        )
-        self.reads: Session = reads if reads is not None else session
-        self.attempt: tuple[str, str, str | None] | None = None  # (action, type, id) of the first step
-
-    def require(self, rtype: str, *interactions: str, rid: str | None = None) -> None:
-        """The caller's scopes must allow each SMART interaction (c r u d s) on ``rtype``: enforced
-        here, in the store, so that single requests, Bundle entries and computed views alike are
-        checked (403 otherwise). Also notes what is being attempted, for the audit row written
-        when the attempt fails (``audit_failure``)."""
-        if self.attempt is None:
-            self.attempt = (ACTION_OF_INTERACTION[interactions[0]], rtype, rid)
-        for interaction in interactions:
-            if not self.permits(rtype, interaction):
-                required = f"system/{rtype}.{interaction}"
-                raise Forbidden(
-                    Issue(f"the granted scopes do not permit {required}", "forbidden"),
-                    required_scope=required,
-                )
 
     # ----------------------------------------------------------------- audit
-    def audit_failure(self, outcome: str) -> None:
-        """Record a failed interaction in its own transaction (the request's was rolled back):
-        outcome 4 (minor failure: the client's error) or 8 (serious failure: the server's)."""
-        if self.attempt is None:
-            return
-        action, rtype, rid = self.attempt
-        try:
-            with self.write_lock, self.session.begin():
-                self.session.connection(execution_options={WRITE_OPTION: True})
-                self.audit(action, "failed", rtype, rid, outcome)
-        except SQLAlchemyError:
-            log.warning("could not record a failed interaction in the audit trail")
-
-    def search_audit(
-        self, where: list[ColumnElement[bool]], offset: int, count: int
-    ) -> tuple[list[AuditEventRow], int]:
-        """A page of the trail (``audit_trail.conditions``); the search is itself audited (E)."""
-        self.require("AuditEvent", "s")
-        found = audit_trail.search(self.session, self.tenant, where, offset, count)
-        self.audit("E", "search-type", "AuditEvent")
-        return found
-
-    def read_audit(self, event_id: str) -> AuditEventRow:
-        self.require("AuditEvent", "r")
-        row = self.session.get(AuditEventRow, (self.tenant, event_id))
-        if row is None:
-            raise NotFound(f"AuditEvent/{event_id} is not known")
-        self.audit("R", "read", "AuditEvent", event_id)
-        return row
-
-    def audit(
+    def record_audit(
         self,
+        actor: Actor,
         action: str,
         interaction: str,
         entity_type: str | None = None,
         entity_id: str | None = None,
         outcome: str = "0",
     ) -> None:
-        """Record an AuditEvent row in the current transaction (so a write and its audit commit
+        """Add an AuditEvent row to the current transaction (so a write and its audit commit
         together). References only: type and id, never content or search values."""
         insert_later(
             self.session,
@@ -233,13 +146,19 @@ class ResourceStore:
                 "recorded": now_instant(),
                 "action": action,
                 "interaction": interaction,
-                "agent": self.actor.agent,
+                "agent": actor.agent,
                 "entity_type": entity_type,
                 "entity_id": entity_id,
                 "outcome": outcome,
-                "source_address": self.actor.address,
+                "source_address": actor.address,
             },
         )
+
+    def audit_event(self, event_id: str) -> AuditEventRow:
+        row = self.session.get(AuditEventRow, (self.tenant, event_id))
+        if row is None:
+            raise NotFound(f"AuditEvent/{event_id} is not known")
+        return row
 
     # ----------------------------------------------------------------- reads
     def _row(self, rtype: str, rid: str, *, lock: bool = False) -> Resource | None:
@@ -251,27 +170,22 @@ class ResourceStore:
         )
 
     def read(self, rtype: str, rid: str) -> Stored:
-        self.require(rtype, "r", rid=rid)
         row = self._row(rtype, rid)
         if row is None:
             raise NotFound(f"{rtype}/{rid} is not known")
         if row.deleted:
             raise Gone(f"{rtype}/{rid} was deleted")
-        self.audit("R", "read", rtype, rid)
         return _stored(row)
 
     def vread(self, rtype: str, rid: str, version_id: int) -> Stored:
-        self.require(rtype, "r", rid=rid)
         version = self.session.get(ResourceVersion, (self.tenant, rtype, rid, version_id))
         if version is None:
             raise NotFound(f"{rtype}/{rid} has no version {version_id}")
         if version.deleted:
             raise Gone(f"{rtype}/{rid} version {version_id} is a deletion")
-        self.audit("R", "vread", rtype, rid)
         return _stored_version(version)
 
     def history(self, rtype: str, rid: str) -> list[Stored]:
-        self.require(rtype, "r", rid=rid)
         rows = self.session.scalars(
             select(ResourceVersion)
             .where(
@@ -283,7 +197,6 @@ class ResourceStore:
         ).all()
         if not rows:
             raise NotFound(f"{rtype}/{rid} is not known")
-        self.audit("R", "history-instance", rtype, rid)
         return [_stored_version(r) for r in rows]
 
     def search(
@@ -295,7 +208,6 @@ class ResourceStore:
         count: int = 50,
         strict: bool = False,
     ) -> tuple[list[Stored], int, list[tuple[str, str]]]:
-        self.require(rtype, "s")
         query = build_conditions(self.tenant, rtype, params, self.zone, strict=strict)
         where = [Resource.tenant == self.tenant, Resource.type == rtype, Resource.deleted.is_(False)]
         where += query.conditions
@@ -311,9 +223,6 @@ class ResourceStore:
             if count > 0
             else []
         )
-        patient = next((value for name, value in params if name in {"patient", "subject"}), None)
-        patient_id = reference_id(patient, "Patient") if patient and "," not in patient else None
-        self.audit("E", "search-type", "Patient" if patient_id else rtype, patient_id)
         return [_stored(r) for r in rows], total, query.applied
 
     def patient_exists(self, patient_id: str) -> bool:
@@ -336,8 +245,6 @@ class ResourceStore:
         self, rtype: str, data: dict[str, Any], *, if_none_exist: str | None = None, rid: str | None = None
     ) -> WriteResult:
         """POST: conditional on ``If-None-Exist`` when given, idempotent on identifiers."""
-        self.require(rtype, "c", *(("s",) if if_none_exist else ()))
-        validate_resource(data, rtype)
         if if_none_exist is not None:
             matches = self.match(rtype, if_none_exist, "If-None-Exist")
             if len(matches) > 1:
@@ -345,13 +252,13 @@ class ResourceStore:
                     f"If-None-Exist matches {len(matches)} {rtype} resources; it must match at most one"
                 )
             if matches:
-                return self._audited("create", WriteResult(_stored(matches[0]), created=False))
+                return WriteResult(_stored(matches[0]), created=False, changed=False)
         for system, value in identifiers_of(data):
             existing = self._by_identifier(rtype, system, value)
             if existing is None:
                 continue
             if same_content(data, existing.content):
-                return self._audited("create", WriteResult(_stored(existing), created=False))
+                return WriteResult(_stored(existing), created=False, changed=False)
             raise Conflict(
                 Issue(
                     f"{rtype} with identifier {system}|{value} already exists as {rtype}/{existing.id} "
@@ -360,7 +267,7 @@ class ResourceStore:
                     expression=(f"{rtype}.identifier",),
                 )
             )
-        return self._audited("create", self._write(rtype, rid or str(uuid.uuid4()), data, None))
+        return self._write(rtype, rid or str(uuid.uuid4()), data, None)
 
     def update(
         self,
@@ -374,8 +281,6 @@ class ResourceStore:
         """PUT: a new version, or a create with the client's id (update-as-create). ``unless_same``:
         when the current version has the same content nothing is written (``changed`` False; an
         import resumed over what it loaded before)."""
-        self.require(rtype, "u", rid=rid)
-        validate_resource(data, rtype)
         if data.get("id") != rid:
             raise InvalidInput(
                 Issue(f"the body's id must equal the URL id {rid!r}", "invalid", expression=(f"{rtype}.id",))
@@ -391,16 +296,14 @@ class ResourceStore:
                     f"({'none' if current is None else current})"
                 )
         if unless_same and row is not None and not row.deleted and same_content(data, row.content):
-            return self._audited("update", WriteResult(_stored(row), created=False, changed=False))
-        return self._audited("update", self._write(rtype, rid, data, row))
+            return WriteResult(_stored(row), created=False, changed=False)
+        return self._write(rtype, rid, data, row)
 
     def conditional_update(
         self, rtype: str, query: str, data: dict[str, Any], *, unless_same: bool = False
     ) -> WriteResult:
         """PUT /fhir/{type}?identifier=...: update the one match, create when none, 412 when several
         (``unless_same`` as for ``update``)."""
-        self.require(rtype, "u", "s")
-        validate_resource(data, rtype)
         matches = self.match(rtype, query, "the conditional update", lock=True)
         if len(matches) > 1:
             raise PreconditionFailed(f"the conditional update matches {len(matches)} {rtype} resources")
@@ -410,7 +313,7 @@ class ResourceStore:
                 raise NotFound(f"{rtype}/{rid} is not known")  # another tenant's id: no existence leak
             if self._row(rtype, rid) is not None:
                 raise Conflict(f"{rtype}/{rid} exists but does not match the conditional update's criteria")
-            return self._audited("conditional-update", self._write(rtype, rid, data, None))
+            return self._write(rtype, rid, data, None)
         row = matches[0]
         if data.get("id") not in (None, row.id):
             raise InvalidInput(
@@ -421,24 +324,18 @@ class ResourceStore:
                 )
             )
         if unless_same and same_content(data, row.content):
-            return self._audited(
-                "conditional-update", WriteResult(_stored(row), created=False, changed=False)
-            )
-        return self._audited("conditional-update", self._write(rtype, row.id, data, row))
+            return WriteResult(_stored(row), created=False, changed=False)
+        return self._write(rtype, row.id, data, row)
 
-    def delete(self, rtype: str, rid: str) -> None:
-        """DELETE: a deletion version; identifiers, tokens and facts go with it. Deleting twice is fine."""
-        self.require(rtype, "d", rid=rid)
-        self.delete_derived(rtype, rid)
-
-    def delete_derived(self, rtype: str, rid: str) -> None:
-        """Delete without a scope check: for what the service derived itself (a response's score)."""
+    def delete(self, rtype: str, rid: str) -> list[tuple[str, str]]:
+        """DELETE: a deletion version; identifiers, tokens and facts go with it, and so do the
+        resources derived from it (a response's score). Answers what was deleted, the resource
+        first: nothing when it was deleted already (deleting twice is fine)."""
         row = self._row(rtype, rid, lock=True)
         if row is None:
             raise NotFound(f"{rtype}/{rid} is not known")
         if row.deleted:
-            return
-        self.audit("D", "delete", rtype, rid)
+            return []
         if rtype == "Patient":
             self._live_patients().discard(rid)
         moment = now_instant()
@@ -448,8 +345,10 @@ class ResourceStore:
         self.session.flush()  # later reads in this transaction (Core selects) see the deletion
         self._insert_version(rtype, rid, row.version_id, moment, None)
         self._clear_index(rtype, rid)
+        deleted = [(rtype, rid)]
         for derived in facts.clear(self.session, self.tenant, rtype, rid):
-            self.delete_derived(derived[0], derived[1])
+            deleted += self.delete(*derived)
+        return deleted
 
     # --------------------------------------------------------------- helpers
     def match(self, rtype: str, query: str, where: str, *, lock: bool = False) -> list[Resource]:
@@ -607,23 +506,24 @@ class ResourceStore:
             derived_ids=derived_ids,
             response_scored=self._response_scored,
         )
-        self._apply(plan, patient_id)
+        deleted = self._apply(plan, patient_id)
         stored = Stored(rtype, rid, version_id, moment, content.encode())
-        return WriteResult(stored, created, plan.warnings)
+        return WriteResult(stored, created, plan.warnings, deleted=tuple(deleted))
 
     def _response_scored(self, response_id: str) -> bool:
         return (
             self.session.get(MeasurementRow, (self.tenant, "QuestionnaireResponse", response_id)) is not None
         )
 
-    def _apply(self, plan: facts.FactPlan, patient_id: str | None) -> None:
-        """Write what ``facts.extract`` planned: fact rows, then the derived Observations."""
+    def _apply(self, plan: facts.FactPlan, patient_id: str | None) -> list[tuple[str, str]]:
+        """Write what ``facts.extract`` planned: fact rows, then the derived Observations.
+        Answers the derived resources deleted."""
         for model, values in plan.rows:
             insert_later(self.session, model, values)
-        for oid in plan.derived_deletes:
-            self.delete_derived("Observation", oid)
+        deleted = [gone for oid in plan.derived_deletes for gone in self.delete("Observation", oid)]
         if plan.derived is not None and patient_id is not None:
-            self.write_derived("Observation", plan.derived_id, plan.derived, patient_id)
+            self._write_derived("Observation", plan.derived_id, plan.derived, patient_id)
+        return deleted
 
     def _insert_version(
         self, rtype: str, rid: str, version_id: int, moment: datetime, content: str | None
@@ -640,16 +540,7 @@ class ResourceStore:
         }
         insert_later(self.session, ResourceVersion, row)
 
-    def _audited(self, interaction: str, result: WriteResult) -> WriteResult:
-        stored = result.stored
-        action = "C" if result.created or interaction == "create" else "U"
-        self.audit(action, interaction, stored.type, stored.id)
-        INGESTED.labels(stored.type).inc()
-        if result.warnings:
-            SCORING_WARNINGS.inc(len(result.warnings))
-        return result
-
-    def write_derived(self, rtype: str, rid: str | None, data: dict[str, Any], patient_id: str) -> str:
+    def _write_derived(self, rtype: str, rid: str | None, data: dict[str, Any], patient_id: str) -> str:
         """Create or update a resource the service derives itself for ``patient_id`` (already
         checked by the write it derives from; no identifier idempotency)."""
         row = self._row(rtype, rid) if rid else None

@@ -7,7 +7,7 @@
 - ``GET /registry/billing?month=YYYY-MM``: the month's billing rows (``month_billing``, the rows of
   ``GET /api/v1/billing``) with a link to ``/api/v1/billing.csv``.
 
-Same credentials as the API (``StoreDep`` needs the caller); every read is audited by the service
+Same credentials as the API (``ServiceDep`` needs the caller); every read is audited by the service
 functions. The pages are not part of the OpenAPI document (``include_in_schema=False``).
 
 Choices:
@@ -47,7 +47,7 @@ from app.billing.engine import bill_month
 from app.billing.episodes import local_date
 from app.care.registry import registry_page
 from app.care.status import FLAGS, STATUSES, CareStatus, MeasureSummary
-from app.deps import SettingsDep, StoreDep
+from app.deps import ServiceDep, SettingsDep
 from app.domain import BillingMonth, CodeUnits, Measurement, Month, PatientFacts
 from app.errors import InvalidInput
 from app.measures.instruments import INSTRUMENTS
@@ -268,7 +268,7 @@ def _bad_request(request: Request, message: str) -> HTMLResponse:
 @router.get("/registry", response_class=HTMLResponse)
 def registry_view(
     request: Request,
-    store: StoreDep,
+    service: ServiceDep,
     settings: SettingsDep,
     as_of: AsOf = None,
     flag: str | None = None,
@@ -290,10 +290,10 @@ def registry_view(
     month = Month.of(day)
 
     def work() -> tuple[list[RegistryRow], str | None]:
-        caseload = sorted_registry(store, settings, day)
+        caseload = sorted_registry(service, settings, day)
         items, next_cursor = caseload.page(flag=flag, status=status, cursor=cursor, limit=limit)
         ids = [s.patient_id for s in items]
-        names, facts = patients_facts(store, ids)
+        names, facts = patients_facts(service, ids)
         rows = []
         for item in items:
             own = facts.get(item.patient_id, PatientFacts())
@@ -310,7 +310,7 @@ def registry_view(
             )
         return rows, next_cursor
 
-    rows, next_cursor = transact(store, work)
+    rows, next_cursor = transact(service, work)
     return _page(
         request,
         "registry.html",
@@ -331,7 +331,7 @@ def registry_view(
 
 @router.get("/registry/billing", response_class=HTMLResponse)
 def billing_view(
-    request: Request, store: StoreDep, settings: SettingsDep, month: str | None = None
+    request: Request, service: ServiceDep, settings: SettingsDep, month: str | None = None
 ) -> HTMLResponse:
     """The month's billing rows with a link to the CSV for billing staff."""
     try:
@@ -340,11 +340,11 @@ def billing_view(
         return _bad_request(request, exc.issues[0].diagnostics)
 
     def work() -> tuple[list[BillingMonth], dict[str, str | None]]:
-        months = month_billing(store, settings, parsed)
-        names = patient_names(store, [m.patient_id for m in months])
+        months = month_billing(service, settings, parsed)
+        names = patient_names(service, [m.patient_id for m in months])
         return months, names
 
-    months, names = transact(store, work)
+    months, names = transact(service, work)
     totals: dict[str, int] = {}
     for item in months:
         for code in item.codes:

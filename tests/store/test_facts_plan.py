@@ -10,12 +10,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from app.errors import Forbidden
 from app.measures.instruments import PHQ9
-from app.services.uow import transact
 from app.store import facts
 from app.store.models import MeasurementRow, Resource
-from app.store.repository import ResourceStore
+from app.store.repository import Repository
 from tests.conftest import load_fixture
 
 UTC = ZoneInfo("UTC")
@@ -90,39 +88,30 @@ def test_without_a_patient_nothing_is_planned() -> None:
 # --- the repository applies the plan ---------------------------------------------------------------
 
 
-def _derived(store: ResourceStore) -> list[tuple[str, bool]]:
-    with store.session.begin():
-        rows = store.session.execute(
+def _derived(repository: Repository) -> list[tuple[str, bool]]:
+    with repository.session.begin():
+        rows = repository.session.execute(
             select(Resource.id, Resource.deleted).where(Resource.type == "Observation").order_by(Resource.id)
         )
         return [(rid, deleted) for rid, deleted in rows]
 
 
-def _scores(store: ResourceStore) -> list[int | None]:
-    with store.session.begin():
-        return list(store.session.scalars(select(MeasurementRow.score)))
+def _scores(repository: Repository) -> list[int | None]:
+    with repository.session.begin():
+        return list(repository.session.scalars(select(MeasurementRow.score)))
 
 
-def test_the_repository_writes_what_was_planned(store: ResourceStore) -> None:
-    transact(store, lambda: store.update("Patient", "p1", {"resourceType": "Patient", "id": "p1"}))
-    transact(store, lambda: store.update("QuestionnaireResponse", "q1", response()))
-    [(oid, deleted)] = _derived(store)
+def test_the_repository_writes_what_was_planned(repository: Repository) -> None:
+    def put(rtype: str, rid: str, data: dict[str, Any]) -> None:
+        with repository.session.begin():
+            repository.update(rtype, rid, data)
+
+    put("Patient", "p1", {"resourceType": "Patient", "id": "p1"})
+    put("QuestionnaireResponse", "q1", response())
+    [(oid, deleted)] = _derived(repository)
     assert not deleted
-    assert _scores(store) == [12]
+    assert _scores(repository) == [12]
     # the response becomes incomplete: its measurement and its derived Observation go
-    transact(store, lambda: store.update("QuestionnaireResponse", "q1", response(status="in-progress")))
-    assert _derived(store) == [(oid, True)]
-    assert _scores(store) == []
-
-
-def test_the_scope_check_is_the_predicate_the_store_was_given(store: ResourceStore) -> None:
-    store = ResourceStore(
-        store.session,
-        "default",
-        UTC,
-        permits=lambda rtype, interaction: rtype != "Patient" or interaction != "c",
-    )
-    with pytest.raises(Forbidden):
-        transact(store, lambda: store.create("Patient", {"resourceType": "Patient"}))
-    with store.session.begin():
-        assert store.session.scalars(select(Resource.id)).all() == []
+    put("QuestionnaireResponse", "q1", response(status="in-progress"))
+    assert _derived(repository) == [(oid, True)]
+    assert _scores(repository) == []

@@ -1,0 +1,217 @@
+"""The resource service: what every way in (FHIR routes, Bundles, imports, the demo, reports)
+does to read or write a resource, above the repository.
+
+It checks the caller's scopes (403 naming the missing scope), validates the body against the R4
+model, records the audit trail (one row per interaction, in the same transaction; a failed one in
+its own, see ``audit_failure``) and counts what was ingested. The repository below it persists;
+``app.services.uow.transact`` is the unit of work around it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import ColumnElement
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from app.domain import SYSTEM_ACTOR, Actor
+from app.errors import Forbidden, Issue
+from app.metrics import INGESTED, SCORING_WARNINGS
+from app.resources.validation import validate_resource
+from app.store import audit_trail
+from app.store.db import WRITE_OPTION
+from app.store.models import AuditEventRow
+from app.store.repository import Repository, Stored, WriteResult
+from app.store.search import reference_id
+
+log = logging.getLogger("cocm.audit")
+
+# SMART interaction letter -> FHIR AuditEvent action (search is E, execute).
+ACTION_OF_INTERACTION = {"c": "C", "r": "R", "u": "U", "d": "D", "s": "E"}
+
+
+def _permit_all(rtype: str, interaction: str) -> bool:
+    return True
+
+
+class ResourceService:
+    """One caller's access to one tenant's resources over one session, built whole here.
+
+    ``permits(rtype, interaction)``: whether the caller may do a SMART interaction (c r u d s) on a
+    type (the request dependencies pass ``partial(allows, caller.scopes)``; default: everything, for
+    the CLI, the demo and tests). ``write_lock``: ``app.store.db.write_lock`` of the engine.
+    ``reads``: where month-wide billing and registry reads go, a read replica's session when
+    ``COCM_DATABASE_READ_URL`` is set, else ``session``."""
+
+    def __init__(
+        self,
+        session: Session,
+        tenant: str,
+        zone: ZoneInfo,
+        actor: Actor = SYSTEM_ACTOR,
+        *,
+        permits: Callable[[str, str], bool] = _permit_all,
+        write_lock: AbstractContextManager[object] | None = None,
+        reads: Session | None = None,
+    ) -> None:
+        self.repo = Repository(session, tenant, zone)
+        self.session = session
+        self.tenant = tenant
+        self.zone = zone
+        self.actor = actor
+        self.permits = permits
+        self.write_lock: AbstractContextManager[object] = (
+            write_lock if write_lock is not None else nullcontext()
+        )
+        self.reads: Session = reads if reads is not None else session
+        self.attempt: tuple[str, str, str | None] | None = None  # (action, type, id) of the first step
+
+    # ------------------------------------------------------- scopes and audit
+    def require(self, rtype: str, *interactions: str, rid: str | None = None) -> None:
+        """The caller's scopes must allow each SMART interaction (c r u d s) on ``rtype``: enforced
+        here, so that single requests, Bundle entries and computed views alike are checked (403
+        otherwise). Also notes what is being attempted, for the audit row written when the
+        attempt fails (``audit_failure``)."""
+        if self.attempt is None:
+            self.attempt = (ACTION_OF_INTERACTION[interactions[0]], rtype, rid)
+        for interaction in interactions:
+            if not self.permits(rtype, interaction):
+                required = f"system/{rtype}.{interaction}"
+                raise Forbidden(
+                    Issue(f"the granted scopes do not permit {required}", "forbidden"),
+                    required_scope=required,
+                )
+
+    def audit(
+        self,
+        action: str,
+        interaction: str,
+        entity_type: str | None = None,
+        entity_id: str | None = None,
+        outcome: str = "0",
+    ) -> None:
+        """An AuditEvent row in the current transaction: references only, never content."""
+        self.repo.record_audit(self.actor, action, interaction, entity_type, entity_id, outcome)
+
+    def audit_failure(self, outcome: str) -> None:
+        """Record a failed interaction in its own transaction (the request's was rolled back):
+        outcome 4 (minor failure: the client's error) or 8 (serious failure: the server's)."""
+        if self.attempt is None:
+            return
+        action, rtype, rid = self.attempt
+        try:
+            with self.write_lock, self.session.begin():
+                self.session.connection(execution_options={WRITE_OPTION: True})
+                self.audit(action, "failed", rtype, rid, outcome)
+        except SQLAlchemyError:
+            log.warning("could not record a failed interaction in the audit trail")
+
+    def search_audit(
+        self, where: list[ColumnElement[bool]], offset: int, count: int
+    ) -> tuple[list[AuditEventRow], int]:
+        """A page of the trail (``audit_trail.conditions``); the search is itself audited (E)."""
+        self.require("AuditEvent", "s")
+        found = audit_trail.search(self.session, self.tenant, where, offset, count)
+        self.audit("E", "search-type", "AuditEvent")
+        return found
+
+    def read_audit(self, event_id: str) -> AuditEventRow:
+        self.require("AuditEvent", "r")
+        row = self.repo.audit_event(event_id)
+        self.audit("R", "read", "AuditEvent", event_id)
+        return row
+
+    # ----------------------------------------------------------------- reads
+    def read(self, rtype: str, rid: str) -> Stored:
+        self.require(rtype, "r", rid=rid)
+        stored = self.repo.read(rtype, rid)
+        self.audit("R", "read", rtype, rid)
+        return stored
+
+    def vread(self, rtype: str, rid: str, version_id: int) -> Stored:
+        self.require(rtype, "r", rid=rid)
+        stored = self.repo.vread(rtype, rid, version_id)
+        self.audit("R", "vread", rtype, rid)
+        return stored
+
+    def history(self, rtype: str, rid: str) -> list[Stored]:
+        self.require(rtype, "r", rid=rid)
+        versions = self.repo.history(rtype, rid)
+        self.audit("R", "history-instance", rtype, rid)
+        return versions
+
+    def search(
+        self,
+        rtype: str,
+        params: Sequence[tuple[str, str]],
+        *,
+        offset: int = 0,
+        count: int = 50,
+        strict: bool = False,
+    ) -> tuple[list[Stored], int, list[tuple[str, str]]]:
+        """A page of matches, how many match, and the parameters applied. Audited as a search of
+        the patient when it names one patient, else of the type."""
+        self.require(rtype, "s")
+        found = self.repo.search(rtype, params, offset=offset, count=count, strict=strict)
+        patient = next((value for name, value in params if name in {"patient", "subject"}), None)
+        patient_id = reference_id(patient, "Patient") if patient and "," not in patient else None
+        self.audit("E", "search-type", "Patient" if patient_id else rtype, patient_id)
+        return found
+
+    # ---------------------------------------------------------------- writes
+    def create(
+        self, rtype: str, data: dict[str, Any], *, if_none_exist: str | None = None, rid: str | None = None
+    ) -> WriteResult:
+        """POST: conditional on ``If-None-Exist`` when given, idempotent on identifiers."""
+        self.require(rtype, "c", *(("s",) if if_none_exist else ()))
+        validate_resource(data, rtype)
+        return self._audited("create", self.repo.create(rtype, data, if_none_exist=if_none_exist, rid=rid))
+
+    def update(
+        self,
+        rtype: str,
+        rid: str,
+        data: dict[str, Any],
+        *,
+        if_match: int | None = None,
+        unless_same: bool = False,
+    ) -> WriteResult:
+        """PUT: a new version, or a create with the client's id (update-as-create). ``unless_same``:
+        when the current version has the same content nothing is written (``changed`` False; an
+        import resumed over what it loaded before)."""
+        self.require(rtype, "u", rid=rid)
+        validate_resource(data, rtype)
+        result = self.repo.update(rtype, rid, data, if_match=if_match, unless_same=unless_same)
+        return self._audited("update", result)
+
+    def conditional_update(
+        self, rtype: str, query: str, data: dict[str, Any], *, unless_same: bool = False
+    ) -> WriteResult:
+        """PUT /fhir/{type}?identifier=...: update the one match, create when none, 412 when several
+        (``unless_same`` as for ``update``)."""
+        self.require(rtype, "u", "s")
+        validate_resource(data, rtype)
+        result = self.repo.conditional_update(rtype, query, data, unless_same=unless_same)
+        return self._audited("conditional-update", result)
+
+    def delete(self, rtype: str, rid: str) -> None:
+        """DELETE: the resource and what was derived from it, each deletion audited."""
+        self.require(rtype, "d", rid=rid)
+        for gone in self.repo.delete(rtype, rid):
+            self.audit("D", "delete", *gone)
+
+    def _audited(self, interaction: str, result: WriteResult) -> WriteResult:
+        for gone in result.deleted:
+            self.audit("D", "delete", *gone)
+        stored = result.stored
+        action = "C" if result.created or interaction == "create" else "U"
+        self.audit(action, interaction, stored.type, stored.id)
+        INGESTED.labels(stored.type).inc()
+        if result.warnings:
+            SCORING_WARNINGS.inc(len(result.warnings))
+        return result
