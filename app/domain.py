@@ -170,8 +170,6 @@ class BillingConfig:
     apcm_addons: bool = False
     # billing.md FQHC/RHC 2025-01-01..2025-09-30: G0511 still accepted in the transition.
     fqhc_g0511_transition: bool = False
-    # billing.md Episodes: six consecutive months without counted minutes end an episode.
-    inactive_after_months: int = 6
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from app.billing.facts import (
     time_entry_from_encounter,
     visit_from_encounter,
 )
+from app.billing.rules import EpisodeRules
 from app.domain import BillingConfig, ConsentFact, EpisodeOfCareFact, Month, TimeEntry, VisitFact
 from app.errors import DomainError
 from app.measures.instruments import (
@@ -656,7 +657,6 @@ configs = st.builds(
     add_on_cap=st.one_of(st.none(), st.integers(min_value=0, max_value=5)),
     apcm_addons=st.booleans(),
     fqhc_g0511_transition=st.booleans(),
-    inactive_after_months=st.integers(min_value=1, max_value=12),
 )
 episode_facts = st.builds(
     EpisodeOfCareFact,
@@ -728,15 +728,17 @@ def test_bill_month_never_raises(
     eocs=st.lists(episode_facts, max_size=3, unique_by=lambda fact: fact.source),
     config=configs,
     as_of=_dates,
+    lapse=st.integers(min_value=1, max_value=12),
 )
 def test_find_episodes_never_raises(
-    entries: list[TimeEntry], eocs: list[EpisodeOfCareFact], config: BillingConfig, as_of: date
+    entries: list[TimeEntry], eocs: list[EpisodeOfCareFact], config: BillingConfig, as_of: date, lapse: int
 ) -> None:
-    args = (entries, eocs, config, as_of)
+    args = (entries, eocs, config, as_of, EpisodeRules(lapse))
     found = _only_domain_errors(find_episodes, *args)
     assert found is not None, f"find_episodes raised a DomainError on {args!r}"
     # Input order never matters (episodes docstring).
-    assert found == find_episodes(entries[::-1], eocs[::-1], config, as_of), f"order matters for {args!r}"
+    reversed_args = (entries[::-1], eocs[::-1], config, as_of, EpisodeRules(lapse))
+    assert found == find_episodes(*reversed_args), f"order matters for {args!r}"
     for episode in found:
         assert episode.end is None or episode.start <= episode.end, (
             f"{episode} ends before it starts: {args!r}"

@@ -59,6 +59,7 @@ from app.billing.rules import (
     Evaluation,
     KindRule,
     RuleSet,
+    episode_rules_for,
     evaluate,
     rule_set_for,
 )
@@ -131,7 +132,9 @@ def bill_month(
     counted_seconds = sum(entry.seconds for entry in counted)
     minutes = counted_seconds // 60
 
-    episodes = find_episodes(unique, episodes_of_care, config, as_of=max(today, month.last_day))
+    standard = rule_set_for(config.setting, month.first_day, STANDARD, rule_sets)
+    lapse = episode_rules_for(config.setting, month.first_day, rule_sets)
+    episodes = find_episodes(unique, episodes_of_care, config, as_of=max(today, month.last_day), rules=lapse)
     episode = episode_for_month(episodes, month)
     kind = month_kind(episode, month) if episode is not None else None
 
@@ -142,7 +145,6 @@ def bill_month(
     if episode is None or kind is None:
         notes.append(_no_episode_note(month, minutes, episodes_of_care))
     else:
-        standard = rule_set_for(config.setting, month.first_day, STANDARD, rule_sets)
         apcm_codes = (standard.prerequisites if standard else BILLING_MD_PREREQUISITES).apcm_base_codes
         apcm = sorted(
             (

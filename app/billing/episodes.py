@@ -18,7 +18,8 @@ Choices:
   months L+1..L+6 have all ended by ``as_of`` (``as_of`` > last day of L+6); until then it is open
   (``end`` None), even when no minutes have come for five months and a half. The engine passes the later
   of today and the billed month's last day (see ``engine``).
-- Inactive end. An episode ended by ``inactive_after_months`` (default 6) empty months has ``end`` = the
+- Inactive end. An episode ended by the rule data's ``inactive_after_months`` (billing.md: 6) empty
+  months (``rules.EpisodeRules``, given as ``rules``) has ``end`` = the
   last day of its last month with counted minutes (or of its start month when it never had any) and
   ``end_reason`` "inactive". A month with minutes after the gap starts a new episode (initial again);
   after one to five empty months the episode goes on.
@@ -56,6 +57,7 @@ from datetime import date, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+from app.billing.rules import BILLING_MD_EPISODES, EpisodeRules
 from app.domain import BillingConfig, Episode, EpisodeOfCareFact, Month, Program, TimeEntry
 
 MonthKind = Literal["initial", "subsequent"]
@@ -136,10 +138,9 @@ def find_episodes(
     episodes_of_care: Sequence[EpisodeOfCareFact],
     config: BillingConfig,
     as_of: date,
+    rules: EpisodeRules = BILLING_MD_EPISODES,
 ) -> list[Episode]:
     """The patient's episodes as known on ``as_of`` (clinic-local date), sorted by start."""
-    if config.inactive_after_months < 1:
-        raise ValueError("inactive_after_months must be at least 1")
     days = active_days(entries, config, as_of)
     frames = _frames(episodes_of_care, days, as_of)
     episodes: list[Episode] = []
@@ -154,7 +155,7 @@ def find_episodes(
             discharge=frame.end,
             program=frame.program,
             as_of=as_of,
-            inactive_after=config.inactive_after_months,
+            inactive_after=rules.inactive_after_months,
         )
 
     starts = {frame.start for frame in frames if frame.start is not None}
@@ -170,13 +171,13 @@ def find_episodes(
             discharge=None,
             program="cocm",
             as_of=as_of,
-            inactive_after=config.inactive_after_months,
+            inactive_after=rules.inactive_after_months,
         )
         following = boundaries[position] if position < len(boundaries) else None
         if (
             following is not None
             and following in starts
-            and Month.of(following).index() - Month.of(segment[-1]).index() - 1 < config.inactive_after_months
+            and Month.of(following).index() - Month.of(segment[-1]).index() - 1 < rules.inactive_after_months
         ):
             found = found[:-1]  # leads into a dated EpisodeOfCare: that episode starts at its start
         episodes += found

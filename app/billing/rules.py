@@ -2,7 +2,8 @@
 
 A ``RuleSet`` says, for one setting and one span of dates of service, which code each month kind and
 program earns at which counted minutes, which codes exclude each other (``Exclusions``) and what a
-month needs besides minutes (``Prerequisites``: initiating-visit codes and window, APCM base codes).
+month needs besides minutes (``Prerequisites``: initiating-visit codes and window, APCM base codes)
+and when an episode lapses (``EpisodeRules``).
 Adding CY2027 or a payer variant (for example a Medicaid plan that keeps G0512 after 2025, under a
 variant key of its own) is a new ``RuleSet`` in the data (``RULE_SETS``, or the ``rule_sets`` given
 to ``bill_month``); neither ``evaluate`` nor the engine looks at a year or a code list.
@@ -27,6 +28,11 @@ Choices:
   (from 2026 FQHC/RHC bill the physician table).
 - Dates of service. The published cut-overs all fall on the first of a month (``test_rules`` asserts the
   data keeps it so), so a month falls entirely in one rule set; the engine asks for the month's first day.
+- Episode lapse. The standard rule set covering the billed month (for a care status, the as-of day)
+  gives the number of empty months that end an episode (billing.md: six), ``episode_rules_for``.
+- Separately billed services (E/M, psychotherapy: ``codes.SEPARATELY_BILLED_CODES``) are not in a
+  rule set: billing.md states "what time counts" undated, and which CPT codes are services of their
+  own is coding, not a payer's rule. An Encounter typed with one is marked when it is written.
 - Rule sets start with the codes they describe: 99492-99494, 99484 and G0512 from 2018-01-01 (CPT 2018;
   CY2018 PFS). Earlier dates have no rule set and bill nothing (the engine says so).
 """
@@ -121,6 +127,18 @@ class Prerequisites:
 
 
 @dataclass(frozen=True)
+class EpisodeRules:
+    """When an episode of care lapses (billing.md, Episodes): after ``inactive_after_months``
+    consecutive calendar months without counted minutes."""
+
+    inactive_after_months: int
+
+    def __post_init__(self) -> None:
+        if self.inactive_after_months < 1:
+            raise ValueError("inactive_after_months must be at least 1")
+
+
+@dataclass(frozen=True)
 class RuleSet:
     name: str
     setting: BillingSetting
@@ -134,6 +152,7 @@ class RuleSet:
     source: str = ""
     exclusions: Exclusions = field(default_factory=lambda: BILLING_MD_EXCLUSIONS)
     prerequisites: Prerequisites = field(default_factory=lambda: BILLING_MD_PREREQUISITES)
+    episodes: EpisodeRules = field(default_factory=lambda: BILLING_MD_EPISODES)
 
     def covers(self, day: date) -> bool:
         return self.first_day <= day and (self.last_day is None or day <= self.last_day)
@@ -157,6 +176,8 @@ BILLING_MD_EXCLUSIONS: Final[Exclusions] = Exclusions(
 )
 # billing.md Prerequisites: the initiating visit within 365 days before the first minute.
 BILLING_MD_PREREQUISITES: Final[Prerequisites] = Prerequisites(INITIATING_VISIT_CODES, 365, APCM_BASE_CODES)
+# billing.md Episodes: six consecutive calendar months without counted minutes end an episode.
+BILLING_MD_EPISODES: Final[EpisodeRules] = EpisodeRules(inactive_after_months=6)
 
 
 # CPT midpoint rule (billing.md; BCBS ND policy: 36-85 min = 99492, 31-75 min = 99493).
@@ -278,6 +299,14 @@ def rule_set_for(
     if len(found) > 1:
         raise RuntimeError(f"rule sets overlap on {day}: {[rule_set.name for rule_set in found]}")
     return found[0] if found else None
+
+
+def episode_rules_for(
+    setting: BillingSetting, day: date, rule_sets: Sequence[RuleSet] = RULE_SETS
+) -> EpisodeRules:
+    """The episode rules of the standard rule set covering ``day`` (billing.md's when none does)."""
+    standard = rule_set_for(setting, day, STANDARD, rule_sets)
+    return standard.episodes if standard is not None else BILLING_MD_EPISODES
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.billing.engine import bill_month
 from app.billing.episodes import find_episodes
+from app.billing.rules import episode_rules_for
 from app.care.registry import SortedRegistry
 from app.care.status import CareStatus, care_status
 from app.domain import BillingMonth, Month, PatientFacts
@@ -268,7 +269,10 @@ def _billed_months(
 
 
 def _status(patient_id: str, facts: PatientFacts, as_of: date, settings: Settings) -> CareStatus:
-    episodes = find_episodes(facts.entries, facts.episodes_of_care, settings.billing, as_of=as_of)
+    lapse = episode_rules_for(settings.billing.setting, as_of)
+    episodes = find_episodes(
+        facts.entries, facts.episodes_of_care, settings.billing, as_of=as_of, rules=lapse
+    )
     return care_status(
         patient_id,
         as_of,

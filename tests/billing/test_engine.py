@@ -19,6 +19,7 @@ from app.billing.rules import (
     RULE_SETS,
     STANDARD,
     AddOnCode,
+    EpisodeRules,
     Exclusions,
     KindRule,
     Prerequisites,
@@ -674,3 +675,26 @@ def test_a_new_rule_set_in_data_alone_bills_its_codes() -> None:
     assert (december.rule_set, codes(december)) == ("physician-2021", {"99492": 1})
     without_the_new_data = bill([entry(date(2027, 1, 5), 80)], month="2027-01")
     assert (without_the_new_data.rule_set, codes(without_the_new_data)) == ("physician-2021", {"99492": 1})
+
+
+@pytest.mark.parametrize(
+    ("second", "lapse", "kind"),
+    [
+        (date(2027, 3, 5), 1, "initial"),  # one empty month, lapse after one: a new episode
+        (date(2027, 3, 5), 2, "subsequent"),
+        (date(2027, 4, 5), 2, "initial"),  # two empty months, lapse after two
+        (date(2027, 4, 5), 3, "subsequent"),
+        (date(2027, 4, 5), 6, "subsequent"),  # billing.md's six
+    ],
+)
+def test_the_episode_lapse_comes_from_the_rule_set_of_the_month(second: date, lapse: int, kind: str) -> None:
+    """A rule set's own ``EpisodeRules`` decide when an episode lapses in the months it covers."""
+    covering = tuple(
+        replace(r, episodes=EpisodeRules(lapse)) if r.name == "physician-2021" else r for r in RULE_SETS
+    )
+    entries = [entry(date(2027, 1, 5), 40), entry(second, 40)]
+    visit = VisitFact("p1", date(2026, 12, 20), CPT, "99214", "Encounter/v")
+    result = bill_month(
+        "p1", Month.of(second), entries, (), (CONSENT,), (visit,), BillingConfig(), LATER, covering
+    )
+    assert result.month_kind == kind

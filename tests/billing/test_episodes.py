@@ -13,6 +13,7 @@ from app.billing.episodes import (
     is_counted,
     month_kind,
 )
+from app.billing.rules import EpisodeRules
 from app.domain import BillingConfig, Episode, EpisodeOfCareFact, Month, Program, TimeEntry
 
 CONFIG = BillingConfig()
@@ -98,10 +99,11 @@ def test_as_of_ignores_later_entries() -> None:
     assert find_episodes(entries, [], CONFIG, date(2026, 2, 28)) == [Episode(date(2026, 1, 10))]
 
 
-def test_inactive_after_months_is_a_setting() -> None:
-    entries = [entry(date(2026, 1, 10)), entry(date(2026, 5, 10))]
-    assert len(find_episodes(entries, [], BillingConfig(inactive_after_months=3), FAR)) == 2
-    assert len(find_episodes(entries, [], CONFIG, FAR)) == 1
+@pytest.mark.parametrize(("lapse", "episodes"), [(2, 2), (3, 2), (4, 1)])
+def test_the_lapse_is_rule_data(lapse: int, episodes: int) -> None:
+    entries = [entry(date(2026, 1, 10)), entry(date(2026, 5, 10))]  # three empty months between
+    assert len(find_episodes(entries, [], CONFIG, FAR, rules=EpisodeRules(lapse))) == episodes
+    assert len(find_episodes(entries, [], CONFIG, FAR)) == 1  # billing.md: six
 
 
 def test_month_with_only_uncounted_time_does_not_keep_episode_alive() -> None:
@@ -254,9 +256,9 @@ def test_entry_order_and_duplicates_never_matter() -> None:
     assert len(distinct_entries([*entries, *entries])) == 3
 
 
-def test_invalid_inactivity_setting() -> None:
+def test_invalid_lapse() -> None:
     with pytest.raises(ValueError, match="inactive_after_months"):
-        find_episodes([], [], BillingConfig(inactive_after_months=0), FAR)
+        EpisodeRules(0)
 
 
 @pytest.mark.parametrize(
