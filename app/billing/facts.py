@@ -29,7 +29,8 @@ Choices:
   (it is the one that may not count: never over-count), else the first one sent.
 - Exclusion (first that applies): ``not_finished`` (status is not ``finished``: planned, in-progress,
   cancelled, entered-in-error, ...), ``inpatient`` (``class.code`` IMP, ACUTE, NONAC, OBSENC),
-  ``separately_billed`` (also typed with a code in ``codes.SEPARATELY_BILLED_CODES``).
+  ``separately_billed`` (also typed with a code the rule sets covering its date list as billed on
+  its own: ``rules.separately_billed_on``).
 - Visits. One VisitFact per distinct initiating or APCM base code on a finished Encounter; the HCPCS
   system is normalised to its https form. A finished, visit-coded Encounter without any period date is a
   BusinessRuleViolation (its date decides the initiating-visit blocker).
@@ -43,7 +44,7 @@ Choices:
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -53,10 +54,9 @@ from app.billing.codes import (
     ACTIVITY_SYSTEM,
     INPATIENT_CLASS_CODES,
     PROGRAM_CODES,
-    SEPARATELY_BILLED_CODES,
     canonical_system,
 )
-from app.billing.rules import visit_codes_of
+from app.billing.rules import separately_billed_on, visit_codes_of
 from app.domain import PSYCHIATRIC_CONSULTATION, ConsentFact, EpisodeOfCareFact, Program, TimeEntry, VisitFact
 from app.errors import BusinessRuleViolation, InvalidInput, Issue
 from app.resources.dates import FhirDate, parse_fhir_date
@@ -225,16 +225,17 @@ def time_entry_from_encounter(
         seconds=seconds,
         activity=activity,
         source=f"Encounter/{resource_id}",
-        excluded=_exclusion(resource),
+        excluded=_exclusion(resource, start_instant.astimezone(zone).date()),
     )
 
 
-def _exclusion(resource: Mapping[str, Any]) -> str | None:
+def _exclusion(resource: Mapping[str, Any], day: date) -> str | None:
     if resource.get("status") != "finished":
         return "not_finished"
     if _class_codes(resource) & INPATIENT_CLASS_CODES:
         return "inpatient"
-    if any(coding in SEPARATELY_BILLED_CODES for coding in _codings(resource, "type", "serviceType")):
+    separately_billed = separately_billed_on(day)
+    if any(coding in separately_billed for coding in _codings(resource, "type", "serviceType")):
         return "separately_billed"
     return None
 

@@ -30,9 +30,9 @@ Choices:
   data keeps it so), so a month falls entirely in one rule set; the engine asks for the month's first day.
 - Episode lapse. The standard rule set covering the billed month (for a care status, the as-of day)
   gives the number of empty months that end an episode (billing.md: six), ``episode_rules_for``.
-- Separately billed services (E/M, psychotherapy: ``codes.SEPARATELY_BILLED_CODES``) are not in a
-  rule set: billing.md states "what time counts" undated, and which CPT codes are services of their
-  own is coding, not a payer's rule. An Encounter typed with one is marked when it is written.
+- Separately billed services (billing.md "What time counts": E/M, psychotherapy) are a code list of
+  each rule set (``separately_billed``). An Encounter typed with one is marked when it is written
+  (``billing.facts``), by the published rule sets covering its date (``separately_billed_on``).
 - Rule sets start with the codes they describe: 99492-99494, 99484 and G0512 from 2018-01-01 (CPT 2018;
   CY2018 PFS). Earlier dates have no rule set and bill nothing (the engine says so).
 """
@@ -44,7 +44,14 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Final, Literal
 
-from app.billing.codes import APCM_BASE_CODES, CPT, HCPCS, INITIATING_VISIT_CODES, Code
+from app.billing.codes import (
+    APCM_BASE_CODES,
+    CPT,
+    HCPCS,
+    INITIATING_VISIT_CODES,
+    SEPARATELY_BILLED_CODES,
+    Code,
+)
 from app.domain import BillingConfig, BillingSetting, CodeUnits, Program, Threshold
 
 MonthKind = Literal["initial", "subsequent"]
@@ -153,6 +160,7 @@ class RuleSet:
     exclusions: Exclusions = field(default_factory=lambda: BILLING_MD_EXCLUSIONS)
     prerequisites: Prerequisites = field(default_factory=lambda: BILLING_MD_PREREQUISITES)
     episodes: EpisodeRules = field(default_factory=lambda: BILLING_MD_EPISODES)
+    separately_billed: frozenset[Code] = SEPARATELY_BILLED_CODES  # time of these services never counts
 
     def covers(self, day: date) -> bool:
         return self.first_day <= day and (self.last_day is None or day <= self.last_day)
@@ -307,6 +315,13 @@ def episode_rules_for(
     """The episode rules of the standard rule set covering ``day`` (billing.md's when none does)."""
     standard = rule_set_for(setting, day, STANDARD, rule_sets)
     return standard.episodes if standard is not None else BILLING_MD_EPISODES
+
+
+def separately_billed_on(day: date, rule_sets: Sequence[RuleSet] = RULE_SETS) -> frozenset[Code]:
+    """The codes of services billed on their own on ``day``: those of every rule set covering it
+    (billing.md's list before the first rule set)."""
+    covering = [rule_set.separately_billed for rule_set in rule_sets if rule_set.covers(day)]
+    return frozenset().union(*covering) if covering else SEPARATELY_BILLED_CODES
 
 
 @dataclass(frozen=True)

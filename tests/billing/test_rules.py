@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 from itertools import pairwise
 
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.billing.codes import CPT, HCPCS
+from app.billing.codes import CPT, HCPCS, SEPARATELY_BILLED_CODES
 from app.billing.rules import (
     BILLING_MD_EXCLUSIONS,
     RULE_SETS,
@@ -18,6 +19,7 @@ from app.billing.rules import (
     Variant,
     evaluate,
     rule_set_for,
+    separately_billed_on,
 )
 from app.domain import BillingConfig, BillingSetting, CodeUnits, Program
 
@@ -339,3 +341,37 @@ def test_more_minutes_never_fewer_units(
 )
 def test_progress_sentences(kind: MonthKind, minutes: int, progress: str) -> None:
     assert evaluate(_rules("physician", PHYSICIAN_2026), kind, "cocm", minutes, DEFAULT).progress == progress
+
+
+# --- separately billed services: a code list of each rule set, chosen by date ------------------------
+
+_CY2027_PSYCHOTHERAPY = (CPT, "X9999")  # a made-up code for a made-up rule set
+
+
+def _with_cy2027_list() -> tuple[RuleSet, ...]:
+    ends_2026 = tuple(
+        replace(r, last_day=date(2026, 12, 31)) if r.name == "physician-2021" else r for r in RULE_SETS
+    )
+    cy2027 = next(r for r in RULE_SETS if r.name == "physician-2021")
+    cy2027 = replace(
+        cy2027,
+        name="physician-2027-made-up",
+        first_day=date(2027, 1, 1),
+        separately_billed=cy2027.separately_billed | {_CY2027_PSYCHOTHERAPY},
+    )
+    return (*ends_2026, cy2027)
+
+
+@pytest.mark.parametrize(
+    ("day", "listed"),
+    [(date(2026, 12, 31), False), (date(2027, 1, 1), True), (date(2027, 1, 2), True)],
+)
+def test_separately_billed_codes_are_dated_with_the_rule_sets(day: date, listed: bool) -> None:
+    codes = separately_billed_on(day, _with_cy2027_list())
+    assert (_CY2027_PSYCHOTHERAPY in codes) is listed
+    assert (CPT, "90837") in codes  # psychotherapy stays billed on its own throughout
+
+
+@pytest.mark.parametrize("day", [date(2017, 12, 31), date(2018, 1, 1), date(2026, 6, 1)])
+def test_the_published_list_is_billing_mds(day: date) -> None:
+    assert separately_billed_on(day) == SEPARATELY_BILLED_CODES
