@@ -179,14 +179,20 @@ def _bill(patient_id: str, facts: PatientFacts, month: Month, settings: Settings
 def patient_billing(
     service: ResourceService, settings: Settings, patient_id: str, month: Month
 ) -> BillingMonth:
+    facts = _patient_facts(service, patient_id, "billing")
+    BILLING_RUNS.labels("patient").inc()
+    return _bill(patient_id, facts, month, settings, today(settings))
+
+
+def _patient_facts(service: ResourceService, patient_id: str, interaction: str) -> PatientFacts:
+    """One live patient's facts, read from the primary after the scope checks, audited as a read
+    (``interaction``) of the patient."""
     _require_facts(service)
     reader = FactReader(service.session, service.tenant)
-    service.audit("R", "billing", "Patient", patient_id)
-    BILLING_RUNS.labels("patient").inc()
+    service.audit("R", interaction, "Patient", patient_id)
     if not reader.live_patient_ids([patient_id]):
         raise NotFound(f"Patient/{patient_id} is not known")
-    facts = reader.facts([patient_id]).get(patient_id, PatientFacts())
-    return _bill(patient_id, facts, month, settings, today(settings))
+    return reader.facts([patient_id]).get(patient_id, PatientFacts())
 
 
 @dataclass(frozen=True)
@@ -288,13 +294,7 @@ def _status(patient_id: str, facts: PatientFacts, as_of: date, settings: Setting
 def patient_care_status(
     service: ResourceService, settings: Settings, patient_id: str, as_of: date
 ) -> CareStatus:
-    _require_facts(service)
-    reader = FactReader(service.session, service.tenant)
-    service.audit("R", "care-status", "Patient", patient_id)
-    if not reader.live_patient_ids([patient_id]):
-        raise NotFound(f"Patient/{patient_id} is not known")
-    facts = reader.facts([patient_id]).get(patient_id, PatientFacts())
-    return _status(patient_id, facts, as_of, settings)
+    return _status(patient_id, _patient_facts(service, patient_id, "care-status"), as_of, settings)
 
 
 def sorted_registry(service: ResourceService, settings: Settings, as_of: date) -> SortedRegistry:
