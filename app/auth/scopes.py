@@ -26,9 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
 
-Interaction = Literal["c", "r", "u", "d", "s"]
 PERMISSION_ORDER = "cruds"
 ALL_INTERACTIONS: frozenset[str] = frozenset(PERMISSION_ORDER)
 V1_PERMISSIONS = {"read": "rs", "write": "cud", "*": "cruds"}

@@ -36,8 +36,8 @@ Choices made here:
   ``FALLBACK_MAPS`` are used when the canonical is not mapped and the linkIds are not LOINC codes:
   ``phq9-1``..``phq9-9`` (+ ``phq9-10``), ``PHQ.1``..``PHQ.9`` (+ ``PHQ.10``), ``PHQ-9.1``..``PHQ-9.9``
   and ``gad7-1``..``gad7-7``. A linkId such as ``g1.q1`` names no instrument by itself and is only
-  understood through a canonical map. Operators add maps with :func:`linkid_map` or
-  :func:`linkid_map_from_json` and pass them to the scorer; nothing here is global mutable state.
+  understood through a canonical map. More maps are built with :func:`linkid_map` and passed to the
+  scorer; nothing here is global mutable state.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Final
 
 from app.domain import Instrument as InstrumentName
 
@@ -285,29 +285,6 @@ def linkid_map(
         totals=frozenset(totals),
         unscored=MappingProxyType(unscored),
         source=source,
-    )
-
-
-def linkid_map_from_json(data: Mapping[str, Any]) -> tuple[str, LinkIdMap]:
-    """Read an operator-supplied map: ``{"canonical": "...", "instrument": "PHQ-9",
-    "schemes": [["q1", ..., "q9", "q10"]], "totals": ["score"], "source": "..."}``."""
-    canonical = data.get("canonical")
-    instrument = data.get("instrument")
-    schemes = data.get("schemes")
-    if not isinstance(canonical, str) or not canonical:
-        raise ValueError("a linkId map needs a canonical")
-    if instrument not in INSTRUMENT_NAMES:
-        raise ValueError(f"instrument must be one of {', '.join(INSTRUMENT_NAMES)}, got {instrument!r}")
-    if not isinstance(schemes, list) or not all(
-        isinstance(s, list) and all(isinstance(x, str) for x in s) for s in schemes
-    ):
-        raise ValueError("schemes must be a list of lists of linkIds")
-    totals = data.get("totals", [])
-    if not isinstance(totals, list) or not all(isinstance(x, str) for x in totals):
-        raise ValueError("totals must be a list of linkIds")
-    source = data.get("source", "")
-    return canonical_key(canonical), linkid_map(
-        instrument, *schemes, totals=totals, source=str(source) if source else canonical
     )
 
 

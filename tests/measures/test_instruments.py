@@ -20,7 +20,6 @@ from app.measures.instruments import (
     QUESTIONNAIRE_MAPS,
     canonical_key,
     linkid_map,
-    linkid_map_from_json,
     severity,
 )
 
@@ -249,36 +248,6 @@ def test_linkid_map_rejects_bad_schemes() -> None:
         linkid_map("PHQ-2", ["a", "b"], ["b", "a"])
     with pytest.raises(ValueError, match="also name items"):
         linkid_map("PHQ-2", ["a", "b"], totals=["a"])
-
-
-def test_linkid_map_from_json() -> None:
-    key, linkmap = linkid_map_from_json(
-        {
-            "canonical": "http://clinic.example/Questionnaire/phq|2.0",
-            "instrument": "PHQ-9",
-            "schemes": [[f"g1.q{n}" for n in range(1, 11)]],
-            "totals": ["g1.score"],
-        }
-    )
-    assert key == "http://clinic.example/Questionnaire/phq"
-    assert linkmap.items["g1.q9"] == PHQ9.safety_item
-    assert linkmap.unscored == {"g1.q10": "69722-7"}
-    assert linkmap.totals == {"g1.score"}
-    assert linkmap.source == "http://clinic.example/Questionnaire/phq|2.0"
-
-
-@pytest.mark.parametrize(
-    ("data", "message"),
-    [
-        ({"instrument": "PHQ-9", "schemes": []}, "needs a canonical"),
-        ({"canonical": "x", "instrument": "PHQ-15", "schemes": []}, "instrument must be"),
-        ({"canonical": "x", "instrument": "PHQ-2", "schemes": "a,b"}, "schemes must be"),
-        ({"canonical": "x", "instrument": "PHQ-2", "schemes": [["a", "b"]], "totals": "t"}, "totals must be"),
-    ],
-)
-def test_linkid_map_from_json_rejects(data: dict[str, object], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        linkid_map_from_json(data)
 
 
 def test_canonical_key_drops_version() -> None:
