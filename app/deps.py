@@ -115,6 +115,7 @@ async def get_service(request: Request, caller: CallerDep) -> AsyncIterator[Reso
             permits=partial(allows, caller.scopes),
             write_lock=request.app.state.write_lock,
             reads=reads,
+            allowed_hosts=request.app.state.settings.allowed_hosts,
         )
     finally:
         session.close()

@@ -5,6 +5,7 @@ a body, a patient detail or a key."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,9 +27,11 @@ from app.errors import DomainError, InvalidInput, Issue, Unavailable
 from app.fhir.audit import router as audit_router
 from app.fhir.outcome import error_headers, error_response, outcome_response
 from app.fhir.routes import router as fhir_router
+from app.fhir.subscriptions import router as subscriptions_router
 from app.fhir.views import router as views_router
 from app.observability import RequestContextMiddleware, configure_logging, metrics_body
 from app.resources.outcome import CODE_BY_STATUS, status_of
+from app.services.notify import Dispatcher
 from app.settings import Settings, SettingsError, load_settings
 from app.store.db import make_engine, make_sessionmaker, write_lock
 from app.store.migrate import current_revision, head_revision
@@ -78,9 +81,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.read_sessionmaker = (
             make_sessionmaker(read_engine) if read_engine else app.state.sessionmaker
         )
+        stop = asyncio.Event()
+        dispatcher = (
+            asyncio.create_task(
+                Dispatcher(
+                    app.state.sessionmaker,
+                    settings,
+                    write_lock=app.state.write_lock,
+                    head=app.state.head_revision,
+                ).run(stop)
+            )
+            if settings.notify_in_process
+            else None
+        )
         try:
             yield
         finally:
+            stop.set()
+            if dispatcher is not None:
+                await dispatcher  # finishes the notification in flight (bounded by its timeout)
             engine.dispose()
             if read_engine is not None:
                 read_engine.dispose()
@@ -197,6 +216,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_router)  # before the generic /fhir/{type} routes, like the views
     app.include_router(views_router)
     app.include_router(audit_router)
+    app.include_router(subscriptions_router)
     app.include_router(fhir_router)
     app.include_router(api_router)
     app.include_router(web_router)

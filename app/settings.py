@@ -81,6 +81,15 @@ class Settings(BaseSettings):
     token_lifetime_seconds: int = Field(300, ge=30, le=3600)
     public_base_url: str | None = None  # e.g. https://cocm.example.org; token URL = <base>/auth/token
 
+    # Subscriptions and notifications (notifications.md).
+    subscription_allowed_hosts: str = ""  # comma-separated hosts or addresses exempt from the SSRF rule
+    notify_retry_hours: float = Field(24, gt=0)  # retries of one event before the subscription errs
+    notify_retention_days: int = Field(30, ge=1)  # how long $events can replay an event
+    notify_backoff_seconds: float = Field(5, gt=0)  # the first retry's delay; doubles each time
+    notify_backoff_cap_seconds: float = Field(600, gt=0)  # ... up to this
+    notify_in_process: bool = True  # each server process delivers; false when `cocm notify` runs
+    notify_poll_seconds: float = Field(0.5, gt=0)  # how often a dispatcher looks for due work
+
     # Connection pool (PostgreSQL).
     db_pool_size: int = Field(10, ge=1)
     db_max_overflow: int = Field(10, ge=0)
@@ -148,6 +157,15 @@ class Settings(BaseSettings):
             f"cocm-api: refusing to serve on {host} without credentials: set COCM_API_KEYS or "
             "COCM_SMART_CLIENTS_FILE (or COCM_ALLOW_ANONYMOUS=true if an open API is intended)"
         )
+
+    @property
+    def allowed_hosts(self) -> frozenset[str]:
+        return frozenset(h.strip().lower() for h in self.subscription_allowed_hosts.split(",") if h.strip())
+
+    @property
+    def fhir_base(self) -> str:
+        """The absolute FHIR base that notifications name (``COCM_PUBLIC_BASE_URL`` + ``/fhir``)."""
+        return (self.public_base_url or "http://localhost:8000").rstrip("/") + "/fhir"
 
     @property
     def billing(self) -> BillingConfig:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.notifications.subscriptions import SERVER_CAPABILITY, TOPIC_CANONICAL, TOPICS
 from app.resources.validation import SUPPORTED_TYPES
 from app.store.search import params_for
 
@@ -19,6 +20,8 @@ SEARCH_PARAM_TYPES = {
     "code": "token",
     "derived-from": "reference",
     "questionnaire": "reference",
+    "url": "uri",
+    "criteria": "string",
 }
 INTERACTIONS = ["read", "vread", "update", "delete", "history-instance", "create", "search-type"]
 SOFTWARE_VERSION = "0.1.0"
@@ -39,6 +42,18 @@ def capability_statement(base: str, token_url: str | None = None) -> dict[str, A
         }
         for rtype in SUPPORTED_TYPES
     ]
+    subscription = next(r for r in resources if r["type"] == "Subscription")
+    subscription["operation"] = [  # notifications.md Operations
+        {
+            "name": "status",
+            "definition": "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status",
+        },
+        {
+            "name": "events",
+            "definition": "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-events",
+        },
+    ]
+    subscription["extension"] = [{"url": TOPIC_CANONICAL, "valueCanonical": topic} for topic in TOPICS]
     resources += [
         {
             "type": "CarePlan",
@@ -81,6 +96,7 @@ def capability_statement(base: str, token_url: str | None = None) -> dict[str, A
         "kind": "instance",
         "software": {"name": "cocm-api", "version": SOFTWARE_VERSION},
         "implementation": {"description": "cocm-api: Collaborative Care registry and billing", "url": base},
+        "instantiates": [SERVER_CAPABILITY],
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],
         "rest": [

@@ -83,6 +83,7 @@ SUPPORTED_TYPES: Final = (
     "Consent",
     "Practitioner",
     "Organization",
+    "Subscription",
 )
 """The resource types this service stores."""
 

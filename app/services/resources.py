@@ -20,9 +20,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app.domain import SYSTEM_ACTOR, Actor
-from app.errors import Forbidden, Issue
+from app.errors import BusinessRuleViolation, Forbidden, Issue
 from app.metrics import INGESTED, SCORING_WARNINGS
+from app.notifications.subscriptions import TOPICS, check_scheme, parse_subscription
 from app.resources.validation import validate_resource
+from app.services.endpoints import endpoint_problem
 from app.store import audit_trail
 from app.store.db import WRITE_OPTION
 from app.store.models import AuditEventRow
@@ -46,7 +48,8 @@ class ResourceService:
     type (the request dependencies pass ``partial(allows, caller.scopes)``; default: everything, for
     the CLI, the demo and tests). ``write_lock``: ``app.store.db.write_lock`` of the engine.
     ``reads``: where month-wide billing and registry reads go, a read replica's session when
-    ``COCM_DATABASE_READ_URL`` is set, else ``session``."""
+    ``COCM_DATABASE_READ_URL`` is set, else ``session``. ``allowed_hosts``: the Subscription
+    endpoints exempt from the public-address rule (``COCM_SUBSCRIPTION_ALLOWED_HOSTS``)."""
 
     def __init__(
         self,
@@ -58,6 +61,7 @@ class ResourceService:
         permits: Callable[[str, str], bool] = _permit_all,
         write_lock: AbstractContextManager[object] | None = None,
         reads: Session | None = None,
+        allowed_hosts: frozenset[str] = frozenset(),
     ) -> None:
         self.repo = Repository(session, tenant, zone)
         self.session = session
@@ -69,6 +73,7 @@ class ResourceService:
             write_lock if write_lock is not None else nullcontext()
         )
         self.reads: Session = reads if reads is not None else session
+        self.allowed_hosts = allowed_hosts
         self.attempt: tuple[str, str, str | None] | None = None  # (action, type, id) of the first step
 
     # ------------------------------------------------------- scopes and audit
@@ -169,7 +174,7 @@ class ResourceService:
     ) -> WriteResult:
         """POST: conditional on ``If-None-Exist`` when given, idempotent on identifiers."""
         self.require(rtype, "c", *(("s",) if if_none_exist else ()))
-        validate_resource(data, rtype)
+        self._validate(rtype, data)
         return self._audited("create", self.repo.create(rtype, data, if_none_exist=if_none_exist, rid=rid))
 
     def update(
@@ -185,7 +190,7 @@ class ResourceService:
         when the current version has the same content nothing is written (``changed`` False; an
         import resumed over what it loaded before)."""
         self.require(rtype, "u", rid=rid)
-        validate_resource(data, rtype)
+        self._validate(rtype, data)
         result = self.repo.update(rtype, rid, data, if_match=if_match, unless_same=unless_same)
         return self._audited("update", result)
 
@@ -195,7 +200,7 @@ class ResourceService:
         """PUT /fhir/{type}?identifier=...: update the one match, create when none, 412 when several
         (``unless_same`` as for ``update``)."""
         self.require(rtype, "u", "s")
-        validate_resource(data, rtype)
+        self._validate(rtype, data)
         result = self.repo.conditional_update(rtype, query, data, unless_same=unless_same)
         return self._audited("conditional-update", result)
 
@@ -204,6 +209,28 @@ class ResourceService:
         self.require(rtype, "d", rid=rid)
         for gone in self.repo.delete(rtype, rid):
             self.audit("D", "delete", *gone)
+
+    def _validate(self, rtype: str, data: dict[str, Any]) -> None:
+        """The R4 model; for a Subscription also what this server supports (422), where its
+        endpoint may be (``endpoints``) and, for ``full-resource``, read scope on what it would
+        carry (403)."""
+        validate_resource(data, rtype)
+        if rtype != "Subscription":
+            return
+        spec = parse_subscription(data)
+        check_scheme(spec, self.allowed_hosts)
+        problem = endpoint_problem(spec.endpoint, self.allowed_hosts)
+        if problem is not None:
+            raise BusinessRuleViolation(
+                Issue(
+                    f"{problem}: notifications are not sent there",
+                    "security",
+                    expression=("Subscription.channel.endpoint",),
+                )
+            )
+        if spec.content == "full-resource":
+            for focus_type in TOPICS[spec.topic]:
+                self.require(focus_type, "r")
 
     def _audited(self, interaction: str, result: WriteResult) -> WriteResult:
         for gone in result.deleted:

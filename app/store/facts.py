@@ -18,6 +18,7 @@ Fact rows are replaced on every version and removed with the resource. ``extract
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,6 +37,7 @@ from app.measures.scoring import (
     score_observation,
     score_questionnaire_response,
 )
+from app.notifications.subscriptions import MEASUREMENT_RECORDED, SAFETY_RISK
 from app.resources.dates import parse_fhir_date
 from app.store.models import (
     Base,
@@ -55,15 +57,31 @@ DERIVED_TOKEN = "_cocm-derived-from"  # noqa: S105 (a search-token name, not a s
 @dataclass
 class FactPlan:
     """What one write extracts, for the repository to apply in the same transaction: fact rows to
-    insert, the derived total-score Observation to write (``derived_id``: the one to update, None
-    for a new one) and the derived Observations to delete, and the scoring warnings. Building it
+    insert, the derived total-score Observation to write (``derived_id``; ``derived_exists``: it is
+    an update) and the derived Observations to delete, and the scoring warnings. Building it
     writes nothing, so facts and the repository do not call each other."""
 
     rows: list[tuple[type[Base], dict[str, Any]]] = field(default_factory=list)
     derived: dict[str, Any] | None = None
     derived_id: str | None = None
+    derived_exists: bool = False
     derived_deletes: list[str] = field(default_factory=list)
     warnings: list[Issue] = field(default_factory=list)
+    events: list[PlannedEvent] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PlannedEvent:
+    """A notification event the write raises (notifications.md Topics), its focus as (type, id):
+    the repository adds the version it writes and the patient."""
+
+    topic: str
+    focus: tuple[str, str]
+    context: tuple[str, ...] = ()
+
+
+# What a measurement said before this write: (instrument, score, item 9, effective), or None.
+Previous = tuple[str, int | None, int | None, datetime] | None
 
 
 @dataclass
@@ -125,6 +143,11 @@ def index_values(rtype: str, data: dict[str, Any], zone: ZoneInfo) -> IndexValue
                     values.tokens.append((DERIVED_TOKEN, "", target))
     elif rtype == "QuestionnaireResponse" and isinstance(data.get("questionnaire"), str):
         values.tokens.append(("questionnaire", "", data["questionnaire"]))
+    elif rtype == "Subscription":
+        endpoint = (data.get("channel") or {}).get("endpoint")
+        for param, value in (("url", endpoint), ("criteria", data.get("criteria"))):
+            if isinstance(value, str) and value:
+                values.tokens.append((param, "", value))
     return values
 
 
@@ -184,10 +207,13 @@ def extract(
     *,
     derived_ids: list[str],
     response_scored: Callable[[str], bool],
+    previous: Previous = None,
 ) -> FactPlan:
     """The facts of ``rtype/rid`` from its new content. ``derived_ids``: the Observations derived
     from it so far (``clear`` returned them); ``response_scored(id)``: whether this server holds the
-    measurement of QuestionnaireResponse ``id`` (one measurement, never two)."""
+    measurement of QuestionnaireResponse ``id`` (one measurement, never two); ``previous``: the
+    measurement its last version held (``previous_measurement``), to raise events only for what
+    changed."""
     plan = FactPlan()
     if patient_id is None:
         return plan
@@ -195,6 +221,8 @@ def extract(
         _extract_response(plan, rid, patient_id, data, zone, tenant, derived_ids)
     elif rtype == "Observation":
         _extract_observation(plan, rid, patient_id, data, zone, tenant, response_scored)
+    if rtype in {"QuestionnaireResponse", "Observation"}:
+        _plan_events(plan, rtype, rid, patient_id, previous)
     elif rtype == "Encounter":
         entry = billing_facts.time_entry_from_encounter(data, rid, patient_id, zone.key)
         if entry is not None:
@@ -305,7 +333,8 @@ def _extract_response(
     meta = observation.setdefault("meta", {})
     meta["tag"] = [*meta.get("tag", []), {"system": COCM_TAG_SYSTEM, "code": DERIVED_TAG}]
     plan.derived = observation
-    plan.derived_id = derived_ids[0] if derived_ids else None
+    plan.derived_id = derived_ids[0] if derived_ids else str(uuid.uuid4())
+    plan.derived_exists = bool(derived_ids)
     plan.derived_deletes += derived_ids[1:]
 
 
@@ -356,3 +385,32 @@ def _extract_observation(
             },
         )
     )
+
+
+def previous_measurement(session: Session, tenant: str, rtype: str, rid: str) -> Previous:
+    """The measurement the stored version of ``rtype/rid`` holds (read before ``clear``)."""
+    row = session.get(MeasurementRow, (tenant, rtype, rid))
+    return None if row is None else (row.instrument, row.score, row.item9, row.effective)
+
+
+def _plan_events(plan: FactPlan, rtype: str, rid: str, patient_id: str, previous: Previous) -> None:
+    """notifications.md Topics. ``safety-risk``: item 9 >= 1 on a new measurement, or on one whose
+    item 9 was 0 or absent. ``measurement-recorded``: a total score that is new or says something
+    new (instrument, score or time); a retry that repeats it raises nothing."""
+    measured = next((values for model, values in plan.rows if model is MeasurementRow), None)
+    if measured is None:
+        return
+    patient = f"Patient/{patient_id}"
+    if (measured["item9"] or 0) >= 1 and (previous is None or not (previous[2] or 0) >= 1):
+        plan.events.append(PlannedEvent(SAFETY_RISK, (rtype, rid), (patient,)))
+    current = (measured["instrument"], measured["score"], measured["effective"])
+    focus: tuple[str, str]
+    context: tuple[str, ...]
+    if measured["score"] is not None and (
+        previous is None or (previous[0], previous[1], previous[3]) != current
+    ):
+        if rtype == "QuestionnaireResponse" and plan.derived_id is not None:
+            focus, context = ("Observation", plan.derived_id), (patient, f"QuestionnaireResponse/{rid}")
+        else:
+            focus, context = (rtype, rid), (patient,)
+        plan.events.append(PlannedEvent(MEASUREMENT_RECORDED, focus, context))

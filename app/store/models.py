@@ -13,6 +13,8 @@ Resource ids are unique across tenants (api.md, Access and tenants): ``uq_resour
 - Fact tables extracted in the same transaction as the write: ``measurement``, ``time_entry``,
   ``consent_fact``, ``episode_of_care_fact``, ``visit_fact``. They are rewritten with their
   resource on update and removed on delete.
+- The notification outbox: ``subscription_state`` (one row per Subscription, kept across its
+  versions) and ``subscription_event`` (events, written with the data that raised them).
 """
 
 from __future__ import annotations
@@ -225,3 +227,50 @@ class AuditEventRow(Base):
     entity_id: Mapped[str | None] = mapped_column(String(RID))
     outcome: Mapped[str] = mapped_column(String(2))  # 0 success, 4 minor failure, 8 serious failure
     source_address: Mapped[str | None] = mapped_column(String(64))
+
+
+class SubscriptionStateRow(Base):
+    """A Subscription's delivery state (notifications.md), kept across its versions: what the
+    dispatcher needs from the resource, the highest event number raised (``events``, numbered per
+    subscription without gaps) and delivered in order (``delivered``), and the retry clock.
+    ``lease_until``: a dispatcher owns the subscription until then (one sender at a time)."""
+
+    __tablename__ = "subscription_state"
+    __table_args__ = (Index("ix_subscription_state_topic", "tenant", "topic"),)
+
+    tenant: Mapped[str] = mapped_column(String(TENANT), primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(String(RID), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(255))
+    patient_id: Mapped[str | None] = mapped_column(String(RID))  # the filter's patient, None for all
+    status: Mapped[str] = mapped_column(String(16))  # requested, active, error, off
+    endpoint: Mapped[str] = mapped_column(Text)
+    content: Mapped[str] = mapped_column(String(16))  # empty, id-only, full-resource
+    headers: Mapped[str] = mapped_column(Text, default="[]")  # JSON [[name, value], ...]; never logged
+    heartbeat_seconds: Mapped[int | None] = mapped_column(Integer)
+    timeout_seconds: Mapped[int] = mapped_column(Integer)
+    end_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    handshake_due: Mapped[bool] = mapped_column(Boolean)
+    events: Mapped[int] = mapped_column(Integer, default=0)
+    delivered: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # failed tries of what is due now
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(String(255))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class SubscriptionEventRow(Base):
+    """One raised event, written in the transaction of the write that raised it (the outbox)."""
+
+    __tablename__ = "subscription_event"
+    __table_args__ = (Index("ix_subscription_event_occurred", "tenant", "occurred"),)
+
+    tenant: Mapped[str] = mapped_column(String(TENANT), primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(String(RID), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    occurred: Mapped[datetime] = mapped_column(UTCDateTime())
+    focus_type: Mapped[str] = mapped_column(String(RTYPE))
+    focus_id: Mapped[str] = mapped_column(String(RID))
+    focus_version: Mapped[int] = mapped_column(Integer)
+    context: Mapped[str] = mapped_column(Text, default="[]")  # JSON ["Type/id", ...]

@@ -41,8 +41,9 @@ from app.errors import (
     NotFound,
     PreconditionFailed,
 )
+from app.notifications.subscriptions import RaisedEvent, parse_subscription
 from app.resources.validation import patient_reference
-from app.store import facts
+from app.store import facts, outbox
 from app.store.db import insert_later, transaction_info
 from app.store.models import SYSTEM as SYSTEM_LENGTH
 from app.store.models import VALUE as VALUE_LENGTH
@@ -345,6 +346,8 @@ class Repository:
         self.session.flush()  # later reads in this transaction (Core selects) see the deletion
         self._insert_version(rtype, rid, row.version_id, moment, None)
         self._clear_index(rtype, rid)
+        if rtype == "Subscription":
+            outbox.drop_subscription(self.session, self.tenant, rid)
         deleted = [(rtype, rid)]
         for derived in facts.clear(self.session, self.tenant, rtype, rid):
             deleted += self.delete(*derived)
@@ -446,6 +449,8 @@ class Repository:
         moment = now_instant()
         created = row is None or row.deleted
         version_id = 1 if row is None else row.version_id + 1
+        if rtype == "Subscription" and created and data.get("status") in {"active", "error"}:
+            data = {**data, "status": "requested"}  # notifications.md: created requested, then handshake
         meta = {k: v for k, v in (data.get("meta") or {}).items() if k not in {"versionId", "lastUpdated"}}
         meta = {"versionId": str(version_id), "lastUpdated": format_instant(moment), **meta}
         body = {"resourceType": rtype, "id": rid, "meta": meta}
@@ -493,9 +498,11 @@ class Repository:
                     "value": value,
                 },
             )
-        derived_ids = (
-            [] if version_id == 1 else [oid for _, oid in facts.clear(self.session, self.tenant, rtype, rid)]
-        )
+        previous: facts.Previous = None
+        derived_ids: list[str] = []
+        if version_id > 1:
+            previous = facts.previous_measurement(self.session, self.tenant, rtype, rid)
+            derived_ids = [oid for _, oid in facts.clear(self.session, self.tenant, rtype, rid)]
         plan = facts.extract(
             rtype,
             rid,
@@ -505,8 +512,11 @@ class Repository:
             self.tenant,
             derived_ids=derived_ids,
             response_scored=self._response_scored,
+            previous=previous,
         )
-        deleted = self._apply(plan, patient_id)
+        deleted = self._apply(plan, patient_id, (rtype, rid, version_id), moment)
+        if rtype == "Subscription":
+            outbox.sync_subscription(self.session, self.tenant, rid, parse_subscription(body))
         stored = Stored(rtype, rid, version_id, moment, content.encode())
         return WriteResult(stored, created, plan.warnings, deleted=tuple(deleted))
 
@@ -515,14 +525,30 @@ class Repository:
             self.session.get(MeasurementRow, (self.tenant, "QuestionnaireResponse", response_id)) is not None
         )
 
-    def _apply(self, plan: facts.FactPlan, patient_id: str | None) -> list[tuple[str, str]]:
-        """Write what ``facts.extract`` planned: fact rows, then the derived Observations.
+    def _apply(
+        self,
+        plan: facts.FactPlan,
+        patient_id: str | None,
+        written: tuple[str, str, int],
+        moment: datetime,
+    ) -> list[tuple[str, str]]:
+        """Write what ``facts.extract`` planned: fact rows, the derived Observations, then the
+        events into the outbox (``written``: the resource this write stores, its version).
         Answers the derived resources deleted."""
         for model, values in plan.rows:
             insert_later(self.session, model, values)
         deleted = [gone for oid in plan.derived_deletes for gone in self.delete("Observation", oid)]
-        if plan.derived is not None and patient_id is not None:
-            self._write_derived("Observation", plan.derived_id, plan.derived, patient_id)
+        versions = {written[:2]: written[2]}
+        if plan.derived is not None and plan.derived_id is not None and patient_id is not None:
+            versions[("Observation", plan.derived_id)] = self._write_derived(
+                "Observation", plan.derived_id, plan.derived, patient_id, exists=plan.derived_exists
+            )
+        if plan.events and patient_id is not None:
+            raised = [
+                RaisedEvent(event.topic, patient_id, *event.focus, versions[event.focus], event.context)
+                for event in plan.events
+            ]
+            outbox.raise_events(self.session, self.tenant, raised, moment)
         return deleted
 
     def _insert_version(
@@ -540,13 +566,14 @@ class Repository:
         }
         insert_later(self.session, ResourceVersion, row)
 
-    def _write_derived(self, rtype: str, rid: str | None, data: dict[str, Any], patient_id: str) -> str:
-        """Create or update a resource the service derives itself for ``patient_id`` (already
-        checked by the write it derives from; no identifier idempotency)."""
-        row = self._row(rtype, rid) if rid else None
-        new_id = rid or str(uuid.uuid4())
-        self._write(rtype, new_id, {**data, "id": new_id}, row, patient_id=patient_id)
-        return new_id
+    def _write_derived(
+        self, rtype: str, rid: str, data: dict[str, Any], patient_id: str, *, exists: bool
+    ) -> int:
+        """Create or update (``exists``) a resource the service derives itself for ``patient_id``
+        (already checked by the write it derives from; no identifier idempotency). Answers the
+        version written."""
+        row = self._row(rtype, rid) if exists else None
+        return self._write(rtype, rid, {**data, "id": rid}, row, patient_id=patient_id).stored.version_id
 
     def _clear_index(self, rtype: str, rid: str) -> None:
         self.session.execute(

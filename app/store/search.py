@@ -35,6 +35,7 @@ PATIENT_LINKED = ("QuestionnaireResponse", "Observation", "Encounter", "EpisodeO
 TOKEN_PARAMS: dict[str, tuple[str, ...]] = {
     "Observation": ("code", "derived-from"),
     "QuestionnaireResponse": ("questionnaire",),
+    "Subscription": ("url", "criteria"),  # notifications.md: channel.endpoint and the topic
 }
 REFERENCE_TOKENS = {"derived-from"}
 RESULT_PARAMS = {"_count", "_cursor", "_format", "_pretty", "_summary", "_total", "_elements"}
@@ -50,6 +51,8 @@ def params_for(rtype: str) -> list[str]:
     names = ["_id", "_lastUpdated", "identifier"]
     if rtype in PATIENT_LINKED:
         names += ["patient", "subject", "date", "status"]
+    elif rtype == "Subscription":
+        names.append("status")
     names += list(TOKEN_PARAMS.get(rtype, ()))
     return names
 

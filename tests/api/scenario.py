@@ -31,6 +31,22 @@ def observation(pid: str, when: str, code: str, **value: Any) -> dict[str, Any]:
     }
 
 
+def phq9_response(pid: str, when: str, answers: list[int], **extra: Any) -> dict[str, Any]:
+    """A PHQ-9 QuestionnaireResponse with LOINC linkIds and LA answer codes (LL358-3)."""
+    codes = [next(a.code for a in ANSWERS.values() if a.score == score) for score in range(4)]
+    return {
+        "resourceType": "QuestionnaireResponse",
+        "status": "completed",
+        "subject": {"reference": f"Patient/{pid}"},
+        "authored": when,
+        "item": [
+            {"linkId": link, "answer": [{"valueCoding": {"system": "http://loinc.org", "code": codes[a]}}]}
+            for link, a in zip(PHQ9.item_codes, answers, strict=True)
+        ],
+        **extra,
+    }
+
+
 class Clinic:
     def __init__(self, fhir: Fhir) -> None:
         self.fhir = fhir
@@ -104,24 +120,7 @@ class Clinic:
         return self.fhir.create(observation(pid, when, code, valueInteger=value))
 
     def phq9(self, pid: str, when: str, answers: list[int]) -> dict[str, Any]:
-        """A PHQ-9 QuestionnaireResponse with LOINC linkIds and LA answer codes."""
-        items = list(PHQ9.item_codes)
-        codes = [next(a.code for a in ANSWERS.values() if a.score == score) for score in range(4)]  # LL358-3
-        return self.fhir.create(
-            {
-                "resourceType": "QuestionnaireResponse",
-                "status": "completed",
-                "subject": {"reference": f"Patient/{pid}"},
-                "authored": when,
-                "item": [
-                    {
-                        "linkId": link,
-                        "answer": [{"valueCoding": {"system": "http://loinc.org", "code": codes[a]}}],
-                    }
-                    for link, a in zip(items, answers, strict=True)
-                ],
-            }
-        )
+        return self.fhir.create(phq9_response(pid, when, answers))
 
     def enrolled(self, family: str = "Rivera", on: str = "2026-01-02") -> str:
         """A patient with consent and an initiating visit on ``on``."""

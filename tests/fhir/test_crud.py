@@ -196,6 +196,7 @@ def test_metadata_lists_the_supported_types(client: TestClient) -> None:
         "Consent",
         "Practitioner",
         "Organization",
+        "Subscription",
         "CarePlan",
         "ChargeItem",
         "AuditEvent",

@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from tests.api.scenario import Clinic
 from tests.conftest import FHIR_JSON, Fhir, count_rows
+from tests.notifications.support import subscription_body
 
 KEYS = "key-a:clinic-a,key-b:clinic-b,key-d"
 A = {"Authorization": "Bearer key-a"}
@@ -42,7 +43,7 @@ class KeyedFhir(Fhir):
 
 @pytest.fixture
 def keyed(make_client: Any) -> TestClient:
-    client: TestClient = make_client(api_keys=KEYS)
+    client: TestClient = make_client(api_keys=KEYS, subscription_allowed_hosts="127.0.0.1")
     return client
 
 
@@ -82,7 +83,18 @@ def _seed_tenant_a(client: TestClient) -> dict[str, str]:
     pid = clinic.enrolled()
     encounter = clinic.minutes(pid, "2026-01-05T10:00:00Z", 40)["id"]
     response = clinic.phq9(pid, "2026-01-05T10:00:00Z", [1, 1, 1, 1, 1, 1, 1, 1, 1])["id"]
-    return {"Patient": pid, "Encounter": encounter, "QuestionnaireResponse": response}
+    subscription = client.post(
+        "/fhir/Subscription",
+        json=subscription_body("http://127.0.0.1:9/hook", patient=pid),
+        headers={**A, "Content-Type": FHIR_JSON},
+    )
+    assert subscription.status_code == 201, subscription.text
+    return {
+        "Patient": pid,
+        "Encounter": encounter,
+        "QuestionnaireResponse": response,
+        "Subscription": subscription.json()["id"],
+    }
 
 
 def _requests(ids: dict[str, str]) -> list[tuple[str, str, str, dict[str, Any] | None]]:
@@ -124,6 +136,19 @@ def _requests(ids: dict[str, str]) -> list[tuple[str, str, str, dict[str, Any] |
         ("/fhir/CarePlan", "GET", f"/fhir/CarePlan?patient={pid}", None),
         ("/fhir/ChargeItem", "GET", f"/fhir/ChargeItem?patient={pid}&occurrence=2026-01", None),
         ("/fhir/AuditEvent", "GET", f"/fhir/AuditEvent?entity=Patient/{pid}", None),
+        ("/fhir/Subscription/$status", "GET", "/fhir/Subscription/$status", None),
+        (
+            "/fhir/Subscription/{rid}/$status",
+            "GET",
+            f"/fhir/Subscription/{ids['Subscription']}/$status",
+            None,
+        ),
+        (
+            "/fhir/Subscription/{rid}/$events",
+            "GET",
+            f"/fhir/Subscription/{ids['Subscription']}/$events",
+            None,
+        ),
         ("/fhir/AuditEvent/{event_id}", "GET", "/fhir/AuditEvent/{audit_id}", None),
         (
             "/api/v1/patients/{patient_id}/billing",
@@ -142,7 +167,14 @@ def _requests(ids: dict[str, str]) -> list[tuple[str, str, str, dict[str, Any] |
 
 def _leaks(response: Any, ids: dict[str, str]) -> bool:
     """Tenant A's data in a response to tenant B: the patient's name, or an id B never named."""
-    return "Rivera" in response.text or ids["QuestionnaireResponse"] in response.text
+    return (
+        "Rivera" in response.text
+        or ids["QuestionnaireResponse"] in response.text
+        or (
+            response.request.url.path.endswith("Subscription/$status")
+            and ids["Subscription"] in response.text
+        )
+    )
 
 
 def test_every_route_is_isolated_by_tenant(keyed: TestClient, db: Any) -> None:

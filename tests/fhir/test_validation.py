@@ -32,6 +32,13 @@ BASE: dict[str, dict[str, Any]] = {
     "Patient": {"resourceType": "Patient"},
     "Practitioner": {"resourceType": "Practitioner"},
     "Organization": {"resourceType": "Organization", "name": "Clinic"},
+    "Subscription": {
+        "resourceType": "Subscription",
+        "status": "requested",
+        "reason": "safety alerts",
+        "criteria": "http://cocm-api.org/fhir/SubscriptionTopic/safety-risk",
+        "channel": {"type": "rest-hook", "endpoint": "https://hooks.example.org/cocm"},
+    },
     "QuestionnaireResponse": {
         "resourceType": "QuestionnaireResponse",
         "status": "completed",

@@ -1,0 +1,196 @@
+"""The notification outbox (notifications.md): subscription state and events, written in the
+transaction of the data that raised them, and the dispatcher's claims on them.
+
+- Numbering. Raising an event locks the subscription's state row (PostgreSQL ``FOR UPDATE``; SQLite
+  holds the database's write lock), adds one to ``events`` and stores the event under that number:
+  gapless per subscription, and a rolled-back write takes its numbers back with it.
+- Who gets an event: the tenant's subscriptions to the topic whose status is requested, active or
+  error (events wait for the handshake, or for the client to lift an error), whose filter names the
+  event's patient or no patient, and whose ``end`` has not passed. ``off`` records nothing.
+- Claims. A dispatcher leases a subscription (``lease_until``) in a short transaction, on PostgreSQL
+  with ``FOR UPDATE SKIP LOCKED`` so that workers never wait for each other nor take the same one;
+  it sends without holding a transaction and records the outcome under the lease.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import orjson
+from sqlalchemy import delete, or_, select, true, update
+from sqlalchemy.orm import Session
+
+from app.notifications.subscriptions import RaisedEvent, SubscriptionSpec
+from app.store.db import insert_later
+from app.store.models import ResourceVersion, SubscriptionEventRow, SubscriptionStateRow
+
+RECEIVING = ("requested", "active", "error")
+
+
+def sync_subscription(session: Session, tenant: str, rid: str, spec: SubscriptionSpec) -> None:
+    """Create or refresh the state of a Subscription just written. Status ``requested`` (a new
+    subscription, or a client asking for a new handshake) makes a handshake due."""
+    state = session.get(SubscriptionStateRow, (tenant, rid), with_for_update=True)
+    fields = {
+        "topic": spec.topic,
+        "patient_id": spec.patient_id,
+        "status": spec.status,
+        "endpoint": spec.endpoint,
+        "content": spec.content,
+        "headers": orjson.dumps(spec.headers).decode(),
+        "heartbeat_seconds": spec.heartbeat_seconds,
+        "timeout_seconds": spec.timeout_seconds,
+        "end_at": spec.end,
+    }
+    restart = {"handshake_due": True, "attempts": 0, "failing_since": None, "next_attempt_at": None}
+    if state is None:
+        session.add(
+            SubscriptionStateRow(
+                tenant=tenant,
+                subscription_id=rid,
+                events=0,
+                delivered=0,
+                last_error=None,
+                **fields,
+                **{**restart, "handshake_due": spec.status == "requested"},
+            )
+        )
+    else:
+        for name, value in {**fields, **(restart if spec.status == "requested" else {})}.items():
+            setattr(state, name, value)
+    session.flush()
+
+
+def drop_subscription(session: Session, tenant: str, rid: str) -> None:
+    """A deleted Subscription takes its state and its events with it."""
+    for model in (SubscriptionEventRow, SubscriptionStateRow):
+        session.execute(delete(model).where(model.tenant == tenant, model.subscription_id == rid))
+
+
+def raise_events(session: Session, tenant: str, events: Sequence[RaisedEvent], now: datetime) -> None:
+    """Number and store ``events`` for every subscription that receives them."""
+    for event in events:
+        receivers = session.scalars(
+            select(SubscriptionStateRow)
+            .where(
+                SubscriptionStateRow.tenant == tenant,
+                SubscriptionStateRow.topic == event.topic,
+                SubscriptionStateRow.status.in_(RECEIVING),
+                or_(
+                    SubscriptionStateRow.patient_id.is_(None),
+                    SubscriptionStateRow.patient_id == event.patient_id,
+                ),
+                or_(SubscriptionStateRow.end_at.is_(None), SubscriptionStateRow.end_at > now),
+            )
+            .order_by(SubscriptionStateRow.subscription_id)  # one lock order for every writer
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).all()
+        for state in receivers:
+            state.events += 1
+            if state.attempts == 0:
+                state.next_attempt_at = None  # due now (it may have waited for a heartbeat)
+            insert_later(
+                session,
+                SubscriptionEventRow,
+                {
+                    "tenant": tenant,
+                    "subscription_id": state.subscription_id,
+                    "number": state.events,
+                    "occurred": now,
+                    "focus_type": event.focus_type,
+                    "focus_id": event.focus_id,
+                    "focus_version": event.focus_version,
+                    "context": orjson.dumps(list(event.context)).decode(),
+                },
+            )
+    if events:
+        session.flush()
+
+
+# --------------------------------------------------------------------------- the dispatcher's side
+
+
+def claim(session: Session, now: datetime, lease: timedelta, limit: int) -> list[tuple[str, str]]:
+    """Lease up to ``limit`` subscriptions with work due (a handshake, an undelivered event, a
+    heartbeat), in the caller's transaction; answers their (tenant, id)."""
+    due = (
+        select(SubscriptionStateRow)
+        .where(
+            or_(SubscriptionStateRow.lease_until.is_(None), SubscriptionStateRow.lease_until < now),
+            or_(SubscriptionStateRow.next_attempt_at.is_(None), SubscriptionStateRow.next_attempt_at <= now),
+            or_(
+                SubscriptionStateRow.handshake_due == true(),
+                (SubscriptionStateRow.status == "active")
+                & (
+                    (SubscriptionStateRow.delivered < SubscriptionStateRow.events)
+                    | SubscriptionStateRow.heartbeat_seconds.is_not(None)
+                ),
+            ),
+        )
+        .order_by(SubscriptionStateRow.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    rows = session.scalars(due).all()
+    for row in rows:
+        row.lease_until = now + lease
+    session.flush()
+    return [(row.tenant, row.subscription_id) for row in rows]
+
+
+def state(session: Session, tenant: str, rid: str) -> SubscriptionStateRow | None:
+    return session.get(SubscriptionStateRow, (tenant, rid), populate_existing=True)
+
+
+def states(session: Session, tenant: str, rid: str | None = None) -> list[SubscriptionStateRow]:
+    query = select(SubscriptionStateRow).where(SubscriptionStateRow.tenant == tenant)
+    if rid is not None:
+        query = query.where(SubscriptionStateRow.subscription_id == rid)
+    return list(session.scalars(query.order_by(SubscriptionStateRow.subscription_id)).all())
+
+
+def events_between(
+    session: Session, tenant: str, rid: str, first: int, last: int
+) -> list[SubscriptionEventRow]:
+    """The stored events numbered ``first``..``last`` (inclusive), in order."""
+    return list(
+        session.scalars(
+            select(SubscriptionEventRow)
+            .where(
+                SubscriptionEventRow.tenant == tenant,
+                SubscriptionEventRow.subscription_id == rid,
+                SubscriptionEventRow.number >= first,
+                SubscriptionEventRow.number <= last,
+            )
+            .order_by(SubscriptionEventRow.number)
+        ).all()
+    )
+
+
+def version_content(session: Session, tenant: str, ref: str, version: int | None = None) -> bytes | None:
+    """The stored JSON of ``Type/id`` at ``version`` (its latest when None); None when deleted."""
+    rtype, rid = ref.split("/", 1)
+    query = select(ResourceVersion.content).where(
+        ResourceVersion.tenant == tenant, ResourceVersion.type == rtype, ResourceVersion.id == rid
+    )
+    if version is not None:
+        query = query.where(ResourceVersion.version_id == version)
+    content = session.scalar(query.order_by(ResourceVersion.version_id.desc()).limit(1))
+    return content.encode() if content else None
+
+
+def release(session: Session, tenant: str, rid: str, **changes: object) -> None:
+    """Record the outcome of a claim and give the lease back (unless ``changes`` renew it)."""
+    session.execute(
+        update(SubscriptionStateRow)
+        .where(SubscriptionStateRow.tenant == tenant, SubscriptionStateRow.subscription_id == rid)
+        .values({"lease_until": None, **changes})
+    )
+
+
+def purge(session: Session, before: datetime) -> int:
+    """Forget events raised before ``before`` (``COCM_NOTIFY_RETENTION_DAYS``)."""
+    result = session.execute(delete(SubscriptionEventRow).where(SubscriptionEventRow.occurred < before))
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -1,0 +1,390 @@
+"""Subscriptions end to end (notifications.md): the app with its real background dispatcher, a
+real HTTP receiver on 127.0.0.1, and the writes that must (and must not) raise events.
+
+A "no event" case is followed by a write that does raise one: events arrive in number order, so
+when the later one has arrived the earlier write would have arrived before it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.notifications.subscriptions import MEASUREMENT_RECORDED
+from tests.api.scenario import Clinic, phq9_response
+from tests.conftest import FHIR_JSON, Fhir, count_rows
+from tests.notifications.support import (
+    Receiver,
+    event_numbers,
+    receiver,
+    status_parameter,
+    subscription_body,
+)
+
+ITEM9 = [1, 1, 1, 1, 1, 1, 1, 1, 2]  # item 9 answered "more than half the days"
+NO_ITEM9 = [2, 2, 2, 2, 2, 2, 2, 2, 0]
+WHEN = "2026-01-05T10:00:00Z"
+
+
+@pytest.fixture
+def hook() -> Iterator[Receiver]:
+    with receiver() as found:
+        yield found
+
+
+@pytest.fixture
+def notifying(make_client: Callable[..., TestClient]) -> Callable[..., TestClient]:
+    def make(**overrides: Any) -> TestClient:
+        return make_client(
+            subscription_allowed_hosts="127.0.0.1",
+            notify_poll_seconds=0.05,
+            notify_backoff_seconds=0.05,
+            public_base_url="https://cocm.example.org",
+            **overrides,
+        )
+
+    return make
+
+
+def subscribe(client: TestClient, body: dict[str, Any], headers: dict[str, str] | None = None) -> str:
+    response = client.post(
+        "/fhir/Subscription", json=body, headers={"Content-Type": FHIR_JSON, **(headers or {})}
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def active(client: TestClient, hook: Receiver, body: dict[str, Any]) -> str:
+    """A subscription that passed its handshake."""
+    sid = subscribe(client, body)
+    hook.wait_for(lambda r: len(r.bundles("handshake")) == 1)
+    wait_status(client, sid, "active")
+    return sid
+
+
+def wait_status(client: TestClient, sid: str, status: str) -> dict[str, Any]:
+    import time
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        body: dict[str, Any] = client.get(f"/fhir/Subscription/{sid}").json()
+        if body["status"] == status:
+            return body
+        time.sleep(0.02)
+    raise AssertionError(f"Subscription/{sid} never became {status}")
+
+
+def events_of(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    parameters = bundle["entry"][0]["resource"]["parameter"]
+    return [
+        {p["name"]: p for p in parameter["part"]}
+        for parameter in parameters
+        if parameter["name"] == "notification-event"
+    ]
+
+
+# --------------------------------------------------------------------------------- handshake
+
+
+def test_handshake_then_active(notifying: Callable[..., TestClient], hook: Receiver) -> None:
+    client = notifying()
+    sid = subscribe(client, subscription_body(hook.url, headers=["Authorization: Bearer hook-secret"]))
+    hook.wait_for(lambda r: len(r.bundles("handshake")) == 1)
+    [handshake] = hook.bundles("handshake")
+    assert handshake["resourceType"] == "Bundle" and handshake["type"] == "history"
+    assert status_parameter(handshake, "subscription") == {
+        "reference": f"https://cocm.example.org/fhir/Subscription/{sid}"
+    }
+    assert status_parameter(handshake, "events-since-subscription-start") == "0"
+    assert handshake["entry"][0]["request"]["url"].endswith(f"/Subscription/{sid}/$status")
+    assert hook.received[0]["headers"]["Authorization"] == "Bearer hook-secret"
+    assert hook.received[0]["headers"]["Content-Type"] == "application/fhir+json"
+    stored = wait_status(client, sid, "active")
+    assert stored["meta"]["versionId"] == "2"  # the server's status change is a new version
+    status = client.get(f"/fhir/Subscription/{sid}/$status").json()
+    assert status["type"] == "searchset" and status["total"] == 1
+    parameters = {p["name"]: p for p in status["entry"][0]["resource"]["parameter"]}
+    assert parameters["status"]["valueCode"] == "active"
+    assert parameters["type"]["valueCode"] == "query-status"
+
+
+def test_a_refused_handshake_is_error(notifying: Callable[..., TestClient], hook: Receiver) -> None:
+    client = notifying()
+    hook.answers = [500]
+    sid = subscribe(client, subscription_body(hook.url))
+    wait_status(client, sid, "error")
+    status = client.get(f"/fhir/Subscription/{sid}/$status").json()
+    parameters = {p["name"]: p for p in status["entry"][0]["resource"]["parameter"]}
+    assert parameters["error"]["valueCodeableConcept"]["text"] == "the endpoint answered 500"
+    # the client asks again: a new handshake, accepted this time
+    body = {**client.get(f"/fhir/Subscription/{sid}").json(), "status": "requested"}
+    assert (
+        client.put(f"/fhir/Subscription/{sid}", json=body, headers={"Content-Type": FHIR_JSON}).status_code
+        == 200
+    )
+    wait_status(client, sid, "active")
+
+
+# ------------------------------------------------------------------------------- safety risk
+
+
+@pytest.mark.parametrize("content", ["empty", "id-only", "full-resource"])
+def test_an_item9_response_notifies_once(
+    notifying: Callable[..., TestClient], hook: Receiver, content: str
+) -> None:
+    client = notifying()
+    clinic = Clinic(Fhir(client))
+    pid = clinic.enrolled()
+    sid = active(client, hook, subscription_body(hook.url, content=content))
+    response = clinic.phq9(pid, WHEN, ITEM9)
+    hook.wait_for(lambda r: len(r.bundles("event-notification")) == 1)
+    [bundle] = hook.bundles("event-notification")
+    assert status_parameter(bundle, "events-since-subscription-start") == "1"
+    [event] = events_of(bundle)
+    assert event["event-number"]["valueString"] == "1"
+    base = "https://cocm.example.org/fhir"
+    if content == "empty":
+        assert "focus" not in event and len(bundle["entry"]) == 1
+    else:
+        assert (
+            event["focus"]["valueReference"]["reference"] == f"{base}/QuestionnaireResponse/{response['id']}"
+        )
+        assert event["additional-context"]["valueReference"]["reference"] == f"{base}/Patient/{pid}"
+        focus = bundle["entry"][1]
+        assert focus["fullUrl"] == f"{base}/QuestionnaireResponse/{response['id']}"
+        assert focus["request"] == {"method": "POST", "url": "QuestionnaireResponse"}
+        if content == "id-only":
+            assert "resource" not in focus and len(bundle["entry"]) == 2
+        else:
+            assert focus["resource"] == response  # as stored
+            assert bundle["entry"][2]["resource"]["id"] == pid
+    status = client.get(f"/fhir/Subscription/{sid}/$status").json()
+    parameters = {p["name"]: p for p in status["entry"][0]["resource"]["parameter"]}
+    assert parameters["events-since-subscription-start"]["valueString"] == "1"
+
+
+def test_what_raises_nothing(notifying: Callable[..., TestClient], hook: Receiver) -> None:
+    """Item 9 = 0, a retried POST, a rolled-back transaction, a retried PUT: no event. Then an item-9
+    response for another patient: event 2, right after event 1."""
+    client = notifying()
+    fhir = Fhir(client)
+    clinic = Clinic(fhir)
+    pid, other = clinic.enrolled(), clinic.enrolled("Okafor")
+    active(client, hook, subscription_body(hook.url))
+    first = phq9_response(pid, WHEN, ITEM9, identifier={"system": "urn:portal", "value": "r-1"})
+    assert fhir.post(first).status_code == 201
+    clinic.phq9(pid, "2026-01-06T10:00:00Z", NO_ITEM9)  # item 9 = 0
+    assert fhir.post(first).status_code == 200  # the network blinked: a retry
+    stored = fhir.get("QuestionnaireResponse?identifier=urn:portal|r-1").json()["entry"][0]["resource"]
+    assert fhir.put(f"QuestionnaireResponse/{stored['id']}", stored).status_code == 200  # same content again
+    rolled_back = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": phq9_response(pid, WHEN, ITEM9),
+                "request": {"method": "POST", "url": "QuestionnaireResponse"},
+            },
+            {
+                "resource": {"resourceType": "Patient", "gender": 7},
+                "request": {"method": "POST", "url": "Patient"},
+            },
+        ],
+    }
+    assert client.post("/fhir", json=rolled_back, headers={"Content-Type": FHIR_JSON}).status_code == 400
+    clinic.phq9(other, WHEN, ITEM9)
+    hook.wait_for(lambda r: len(r.bundles("event-notification")) == 2)
+    bundles = hook.bundles("event-notification")
+    assert event_numbers(bundles) == [1, 2]
+    focus = [events_of(b)[0]["additional-context"]["valueReference"]["reference"] for b in bundles]
+    assert [ref.rsplit("/", 1)[1] for ref in focus] == [pid, other]
+
+
+def test_an_item9_change_from_zero_notifies(notifying: Callable[..., TestClient], hook: Receiver) -> None:
+    client = notifying()
+    fhir = Fhir(client)
+    pid = Clinic(fhir).enrolled()
+    active(client, hook, subscription_body(hook.url))
+    stored = fhir.create(phq9_response(pid, WHEN, NO_ITEM9))
+    changed = {**phq9_response(pid, WHEN, ITEM9), "id": stored["id"]}
+    assert fhir.put(f"QuestionnaireResponse/{stored['id']}", changed).status_code == 200
+    hook.wait_for(lambda r: len(r.bundles("event-notification")) == 1)
+    [event] = events_of(hook.bundles("event-notification")[0])
+    assert event["focus"]["valueReference"]["reference"].endswith(f"QuestionnaireResponse/{stored['id']}")
+
+
+def test_filters_and_tenants(notifying: Callable[..., TestClient], hook: Receiver) -> None:
+    """A subscription filtered on one patient hears nothing of another; another tenant's
+    subscription hears nothing of this tenant."""
+    client = notifying(api_keys="key-a:a,key-b:b")
+    a, b = {"Authorization": "Bearer key-a"}, {"Authorization": "Bearer key-b"}
+
+    class Keyed(Fhir):
+        def post(self, body: dict[str, Any], **headers: str) -> Any:
+            return super().post(body, **a, **headers)
+
+    clinic = Clinic(Keyed(client))
+    pid, other = clinic.enrolled(), clinic.enrolled("Okafor")
+    with receiver() as other_tenant:
+        subscribe(client, subscription_body(other_tenant.url), b)
+        other_tenant.wait_for(lambda r: len(r.bundles("handshake")) == 1)
+        sid = subscribe(client, subscription_body(hook.url, patient=pid), a)
+        hook.wait_for(lambda r: len(r.bundles("handshake")) == 1)
+        clinic.phq9(other, WHEN, ITEM9)  # filtered out
+        clinic.phq9(pid, WHEN, ITEM9)
+        hook.wait_for(lambda r: len(r.bundles("event-notification")) == 1)
+        [event] = events_of(hook.bundles("event-notification")[0])
+        assert event["additional-context"]["valueReference"]["reference"].endswith(f"Patient/{pid}")
+        assert other_tenant.bundles("event-notification") == []
+        assert client.get(f"/fhir/Subscription/{sid}/$status", headers=b).status_code == 404
+        assert client.get(f"/fhir/Subscription/{sid}/$events", headers=b).status_code == 404
+
+
+# ----------------------------------------------------------------------- measurement recorded
+
+
+def test_a_scored_response_records_its_measurement(
+    notifying: Callable[..., TestClient], hook: Receiver
+) -> None:
+    client = notifying()
+    clinic = Clinic(Fhir(client))
+    pid = clinic.enrolled()
+    active(client, hook, subscription_body(hook.url, topic=MEASUREMENT_RECORDED))
+    response = clinic.phq9(pid, WHEN, NO_ITEM9)
+    hook.wait_for(lambda r: len(r.bundles("event-notification")) == 1)
+    [event] = events_of(hook.bundles("event-notification")[0])
+    derived = client.get(
+        "/fhir/Observation", params={"derived-from": f"QuestionnaireResponse/{response['id']}"}
+    )
+    oid = derived.json()["entry"][0]["resource"]["id"]
+    assert event["focus"]["valueReference"]["reference"].endswith(f"/Observation/{oid}")
+    bundle = hook.bundles("event-notification")[0]
+    parameters = bundle["entry"][0]["resource"]["parameter"]
+    refs = [
+        p["valueReference"]["reference"].split("/fhir/", 1)[1]
+        for parameter in parameters
+        if parameter["name"] == "notification-event"
+        for p in parameter["part"]
+        if p["name"] == "additional-context"
+    ]
+    assert refs == [f"Patient/{pid}", f"QuestionnaireResponse/{response['id']}"]
+
+
+# ---------------------------------------------------------------------------- failures
+
+
+def test_failures_retry_the_same_event_in_order(notifying: Callable[..., TestClient], hook: Receiver) -> None:
+    client = notifying()
+    clinic = Clinic(Fhir(client))
+    pid = clinic.enrolled()
+    active(client, hook, subscription_body(hook.url))
+    hook.answers = [503, 503, 503]
+    clinic.phq9(pid, WHEN, ITEM9)
+    clinic.phq9(pid, "2026-01-06T10:00:00Z", ITEM9)
+    hook.wait_for(lambda r: len(r.bundles("event-notification")) == 2)
+    sent = [
+        event_numbers([r["body"]])[0]
+        for r in hook.received
+        if r["body"]["entry"][0]["resource"]["parameter"][3]["valueCode"] == "event-notification"
+    ]
+    assert sent == [1, 1, 1, 1, 2]  # three 503s for event 1, then 1 and 2, nothing skipped
+    assert event_numbers(hook.bundles("event-notification")) == [1, 2]
+
+
+def test_retries_exhausted_is_error_and_events_replay(
+    notifying: Callable[..., TestClient], hook: Receiver, db: Any
+) -> None:
+    client = notifying(notify_retry_hours=0.0001)  # 0.36 s of retries
+    clinic = Clinic(Fhir(client))
+    pid = clinic.enrolled()
+    sid = active(client, hook, subscription_body(hook.url))
+    hook.answers = [503] * 1000
+    first = clinic.phq9(pid, WHEN, ITEM9)
+    second = clinic.phq9(pid, "2026-01-06T10:00:00Z", ITEM9)
+    wait_status(client, sid, "error")
+    status = client.get(f"/fhir/Subscription/{sid}/$status").json()
+    parameters = {p["name"]: p for p in status["entry"][0]["resource"]["parameter"]}
+    assert parameters["events-since-subscription-start"]["valueString"] == "2"
+    assert parameters["error"]["valueCodeableConcept"]["text"] == "the endpoint answered 503"
+    replay = client.get(f"/fhir/Subscription/{sid}/$events", params={"eventsSinceNumber": "1"}).json()
+    assert replay["type"] == "history"
+    assert status_parameter(replay, "type") == "query-event"
+    assert event_numbers([replay]) == [1, 2]
+    focus = [e["focus"]["valueReference"]["reference"].rsplit("/", 1)[1] for e in events_of(replay)]
+    assert focus == [first["id"], second["id"]]
+    only_two = client.get(f"/fhir/Subscription/{sid}/$events", params={"eventsSinceNumber": "2"}).json()
+    assert event_numbers([only_two]) == [2]
+    assert count_rows(db, "subscription_event") == 2  # nothing lost
+    # the receiver is back; the client asks for a new handshake; the missed events follow, in order
+    hook.answers = []
+    body = {**client.get(f"/fhir/Subscription/{sid}").json(), "status": "requested"}
+    assert (
+        client.put(f"/fhir/Subscription/{sid}", json=body, headers={"Content-Type": FHIR_JSON}).status_code
+        == 200
+    )
+    hook.wait_for(lambda r: len(r.bundles("event-notification")) == 2)
+    assert event_numbers(hook.bundles("event-notification")) == [1, 2]
+
+
+# ----------------------------------------------------------------------- what is refused
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        ({"criteria": "http://cocm-api.org/fhir/SubscriptionTopic/unknown"}, "Subscription.criteria"),
+        (
+            {"channel": {"type": "websocket", "endpoint": "https://x.example.org/"}},
+            "Subscription.channel.type",
+        ),
+        (
+            {"channel": {"type": "rest-hook", "endpoint": "http://hooks.example.org/"}},
+            "Subscription.channel.endpoint",
+        ),
+        (
+            {"channel": {"type": "rest-hook", "endpoint": "https://127.0.0.2/hook"}},
+            "Subscription.channel.endpoint",
+        ),
+        (
+            {"channel": {"type": "rest-hook", "endpoint": "https://10.1.2.3/hook"}},
+            "Subscription.channel.endpoint",
+        ),
+        (
+            {
+                "_criteria": {
+                    "extension": [
+                        {
+                            "url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-filter-criteria",
+                            "valueString": "Observation?code=44261-6",
+                        }
+                    ]
+                }
+            },
+            "Subscription.criteria.extension",
+        ),
+    ],
+)
+def test_what_is_not_supported_is_422_and_stores_nothing(
+    notifying: Callable[..., TestClient], db: Any, change: dict[str, Any], where: str
+) -> None:
+    client = notifying()
+    body = {**subscription_body("http://127.0.0.1:9/hook"), **change}
+    response = client.post("/fhir/Subscription", json=body, headers={"Content-Type": FHIR_JSON})
+    assert response.status_code == 422, response.text
+    assert response.json()["issue"][0]["expression"] == [where]
+    assert count_rows(db, "resource") == 0 and count_rows(db, "subscription_state") == 0
+
+
+def test_search_subscriptions(notifying: Callable[..., TestClient], hook: Receiver) -> None:
+    client = notifying()
+    sid = active(client, hook, subscription_body(hook.url))
+    for query, expected in [
+        ({"status": "active"}, [sid]),
+        ({"status": "requested"}, []),
+        ({"url": hook.url}, [sid]),
+        ({"criteria": MEASUREMENT_RECORDED}, []),
+    ]:
+        found = client.get("/fhir/Subscription", params=query).json()
+        assert [e["resource"]["id"] for e in found.get("entry", [])] == expected, query
