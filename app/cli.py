@@ -6,7 +6,9 @@
   ``--if-empty`` loads it only into a tenant without patients (for ``make run``);
 - ``cocm billing --month YYYY-MM [--csv]``: the month-end billing run, a table and totals (or the
   API's CSV) on stdout, progress on stderr;
-- ``cocm import FILE``: an NDJSON or Bundle file loaded in batches, resumable (``app.bulk``).
+- ``cocm import FILE``: an NDJSON or Bundle file loaded in batches, resumable (``app.bulk``);
+- ``cocm notify``: Subscription notifications delivered in a process of their own
+  (``app.services.notify``).
 
 Thin on purpose: the work is in ``app.demo``, ``app.bulk`` and ``app.services.reports``. Progress bars
 and messages go to stderr, results to stdout, so ``cocm billing --csv > month.csv`` is clean.
@@ -14,7 +16,9 @@ and messages go to stderr, results to stdout, so ``cocm billing --csv > month.cs
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -42,11 +46,12 @@ from app.api.render import billing_csv_rows
 from app.bulk import Failure, ImportAborted, import_file, import_service, progress_path
 from app.domain import Actor, BillingMonth, Month
 from app.observability import configure_logging
+from app.services.notify import Dispatcher
 from app.services.reports import month_billing, today
 from app.services.resources import ResourceService
 from app.services.uow import transact
 from app.settings import DEFAULT_TENANT, Settings, load_settings
-from app.store.db import analyze, make_engine, make_sessionmaker
+from app.store.db import analyze, make_engine, make_sessionmaker, write_lock
 from app.store.migrate import upgrade
 from app.store.models import Resource
 from app.store.reads import FactReader
@@ -103,6 +108,29 @@ def serve(
     uvicorn.run(
         "app.main:app", host=host, port=port, workers=workers, proxy_headers=True, access_log=False
     )  # our own request log leaves out paths and query strings (patient identifiers)
+
+
+@cli.command()
+def notify() -> None:
+    """Deliver FHIR Subscription notifications until stopped (Ctrl-C, SIGTERM): for deployments
+    that run delivery in its own process (then set COCM_NOTIFY_IN_PROCESS=false for the servers).
+    Several may run against one PostgreSQL database; they share the work."""
+    settings = load_settings()
+    configure_logging()
+    engine = make_engine(settings.sqlalchemy_url)
+    dispatcher = Dispatcher(make_sessionmaker(engine), settings, write_lock=write_lock(engine))
+
+    async def deliver() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await dispatcher.run(stop)
+
+    try:
+        asyncio.run(deliver())
+    finally:
+        engine.dispose()
 
 
 @cli.command()

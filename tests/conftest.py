@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import hypothesis.core
 import pytest
 from fastapi.testclient import TestClient
@@ -229,3 +231,46 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+START_SECONDS = 20.0
+
+
+def start_cocm(tmp_path: Path, host: str, port: int, log: Path, **settings: str) -> subprocess.Popen[bytes]:
+    """``cocm serve`` as a real process, its stderr appended to ``log``; returns once ``/health``
+    answers."""
+    with log.open("a") as err:
+        process = subprocess.Popen(
+            [str(COCM), "serve", "--host", host, "--port", str(port)],
+            env=cocm_env(tmp_path, **settings),
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + START_SECONDS
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"cocm serve exited with {process.returncode}: {log.read_text()}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"cocm serve did not answer in {START_SECONDS}s: {log.read_text()}")
+        time.sleep(0.1)
+
+
+@contextmanager
+def serving(tmp_path: Path, host: str, **settings: str) -> Iterator[tuple[str, Path]]:
+    """``cocm serve`` as a real process; yields its loopback URL and the file its stderr goes to."""
+    port = free_port()
+    log = tmp_path / "serve.log"
+    process = start_cocm(tmp_path, host, port, log, **settings)
+    try:
+        yield f"http://127.0.0.1:{port}", log
+    finally:
+        process.terminate()
+        process.wait(10)

@@ -5,19 +5,13 @@ reason unless ``COCM_ALLOW_ANONYMOUS=true``. The process tests start the real co
 from __future__ import annotations
 
 import json
-import subprocess
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
 from app.settings import Settings, SettingsError, is_loopback
-from tests.conftest import COCM, cocm_env, free_port, run_cocm
-
-START_SECONDS = 20.0
+from tests.conftest import free_port, run_cocm, serving
 
 
 @pytest.mark.parametrize(
@@ -71,39 +65,6 @@ def test_open_access_decision(settings: dict[str, object], host: str, outcome: s
         assert warning is None
     else:
         assert warning is not None and "open" in warning and host in warning
-
-
-@contextmanager
-def serving(tmp_path: Path, host: str, **settings: str) -> Iterator[tuple[str, Path]]:
-    """``cocm serve`` as a real process; yields its loopback URL and the file its stderr goes to."""
-    port = free_port()
-    log = tmp_path / "serve.log"
-    with log.open("w") as err:
-        process = subprocess.Popen(
-            [str(COCM), "serve", "--host", host, "--port", str(port)],
-            env=cocm_env(tmp_path, **settings),
-            cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_SECONDS
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"cocm serve exited with {process.returncode}: {log.read_text()}")
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"cocm serve did not answer in {START_SECONDS}s: {log.read_text()}")
-            time.sleep(0.1)
-        yield url, log
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def _warnings(log: Path) -> list[str]:

@@ -55,7 +55,7 @@ NOTIFY_ACTOR = Actor("system:notify")
 MAX_RESPONSE_BYTES = 64 * 1024  # notifications.md: responses are read at most 64 KiB
 EVENTS_PER_CLAIM = 100  # then the lease is given back so that other subscriptions get a turn
 CLAIMS_PER_ROUND = 20
-LEASE_MARGIN = timedelta(seconds=30)
+LEASE_MARGIN = timedelta(seconds=5)  # a claim's lease until the first send renews it (timeout + this)
 PURGE_EVERY = timedelta(minutes=10)
 
 
@@ -203,8 +203,7 @@ class Dispatcher:
             return work(session)
 
     def _claim(self, now: datetime) -> list[tuple[str, str]]:
-        lease = timedelta(seconds=self.settings.notify_poll_seconds) + LEASE_MARGIN
-        return list(self._transaction(lambda s: outbox.claim(s, now, lease, CLAIMS_PER_ROUND)))
+        return list(self._transaction(lambda s: outbox.claim(s, now, LEASE_MARGIN, CLAIMS_PER_ROUND)))
 
     def _purge(self, now: datetime) -> None:
         before = now - timedelta(days=self.settings.notify_retention_days)
@@ -324,7 +323,8 @@ class Dispatcher:
         )
 
     def _release_delivered(self, due: Due, number: int, now: datetime) -> None:
-        until = now + timedelta(seconds=due.timeout_seconds) + LEASE_MARGIN
+        """Event ``number`` was delivered; the lease stays until the next send renews it."""
+        until = now + LEASE_MARGIN
         self._transaction(
             lambda s: outbox.release(
                 s,
@@ -394,7 +394,14 @@ class Dispatcher:
         view: StatusView,
         events: list[EventView] | None = None,
     ) -> str | None:
-        """POST one notification; None when the endpoint answered 2xx, else why not."""
+        """POST one notification; None when the endpoint answered 2xx, else why not. The lease is
+        renewed first for the send's timeout, so no other worker sends for this subscription
+        meanwhile, and a killed worker's lease runs out soon after."""
+        until = utcnow() + timedelta(seconds=due.timeout_seconds) + LEASE_MARGIN
+        await asyncio.to_thread(
+            self._transaction,
+            lambda s: outbox.release(s, due.tenant, due.subscription_id, lease_until=until),
+        )
         problem = await asyncio.to_thread(endpoint_problem, due.endpoint, self.settings.allowed_hosts)
         if problem is not None:
             return problem

@@ -67,13 +67,17 @@ class Receiver:
         self.received: list[dict[str, Any]] = []
         self.answers: list[int] = []
         self.delay = 0.0
+        self.started = 0  # requests that arrived, answered or not yet
         self.lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
+                arrived = time.monotonic()
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
+                with receiver.lock:
+                    receiver.started += 1
                 time.sleep(receiver.delay)
                 with receiver.lock:
                     status = receiver.answers.pop(0) if receiver.answers else 200
@@ -83,9 +87,12 @@ class Receiver:
                             "headers": dict(self.headers.items()),
                             "body": json.loads(body),
                             "answered": status,
+                            "arrived": arrived,
                         }
                     )
                 self.send_response(status)
+                if 300 <= status < 400:
+                    self.send_header("Location", "/elsewhere")  # must not be followed
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

@@ -127,6 +127,54 @@ def test_a_refused_handshake_is_error(notifying: Callable[..., TestClient], hook
     wait_status(client, sid, "active")
 
 
+@pytest.mark.parametrize(
+    ("answer", "delay", "error"),
+    [
+        (307, 0.0, "the endpoint answered 307"),  # a redirect is not followed
+        (200, 2.0, "the endpoint did not answer in time"),  # backport-timeout 1 s
+    ],
+)
+def test_redirects_and_timeouts_fail_the_handshake(
+    notifying: Callable[..., TestClient], hook: Receiver, answer: int, delay: float, error: str
+) -> None:
+    client = notifying()
+    hook.answers, hook.delay = [answer], delay
+    sid = subscribe(client, subscription_body(hook.url, timeout=1))
+    wait_status(client, sid, "error")
+    status = client.get(f"/fhir/Subscription/{sid}/$status").json()
+    parameters = {p["name"]: p for p in status["entry"][0]["resource"]["parameter"]}
+    assert parameters["error"]["valueCodeableConcept"]["text"] == error
+    assert [r["path"] for r in hook.received] in ([], ["/hook"])  # never /elsewhere
+
+
+def test_heartbeats_while_nothing_happens(notifying: Callable[..., TestClient], hook: Receiver) -> None:
+    client = notifying()
+    active(client, hook, subscription_body(hook.url, heartbeat=1))
+    hook.wait_for(lambda r: len(r.bundles("heartbeat")) == 2, timeout=5)
+    beats = hook.bundles("heartbeat")
+    assert [status_parameter(b, "events-since-subscription-start") for b in beats] == ["0", "0"]
+    assert all(len(b["entry"]) == 1 for b in beats)
+
+
+def test_logs_carry_no_body_header_or_patient(
+    notifying: Callable[..., TestClient], hook: Receiver, capfd: pytest.CaptureFixture[str]
+) -> None:
+    client = notifying()
+    clinic = Clinic(Fhir(client))
+    pid = clinic.enrolled()
+    hook.answers = [200, 503]  # the handshake, then one failed event: both are logged
+    active(
+        client,
+        hook,
+        subscription_body(hook.url, content="full-resource", headers=["Authorization: Bearer hook-secret"]),
+    )
+    clinic.phq9(pid, WHEN, ITEM9)
+    hook.wait_for(lambda r: len(r.bundles("event-notification")) == 1)
+    logged = capfd.readouterr().err
+    assert "delivery failed" in logged  # the failure was logged...
+    assert "hook-secret" not in logged and pid not in logged and "Rivera" not in logged  # ...and nothing else
+
+
 # ------------------------------------------------------------------------------- safety risk
 
 

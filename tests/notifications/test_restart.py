@@ -1,0 +1,57 @@
+"""A committed event survives the server process: ``cocm serve`` is killed (SIGKILL) while it is
+delivering, started again, and the event arrives (at least once, notifications.md)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.api.scenario import phq9_response
+from tests.conftest import FHIR_JSON, free_port, run_cocm, start_cocm
+from tests.notifications.support import event_numbers, receiver, subscription_body
+
+ITEM9 = [1, 1, 1, 1, 1, 1, 1, 1, 3]
+
+
+def test_an_event_is_delivered_after_the_server_is_killed(tmp_path: Path) -> None:
+    settings = {"subscription_allowed_hosts": "127.0.0.1", "notify_poll_seconds": "0.05"}
+    assert run_cocm(tmp_path, "migrate")[0] == 0
+    port, log = free_port(), tmp_path / "serve.log"
+    url = f"http://127.0.0.1:{port}/fhir"
+    headers = {"Content-Type": FHIR_JSON}
+    with receiver() as hook:
+        server = start_cocm(tmp_path, "127.0.0.1", port, log, **settings)
+        try:
+            pid = httpx.post(f"{url}/Patient", json={"resourceType": "Patient"}, headers=headers).json()["id"]
+            body = subscription_body(hook.url, timeout=1)
+            sid = httpx.post(f"{url}/Subscription", json=body, headers=headers).json()["id"]
+            hook.wait_for(lambda r: len(r.bundles("handshake")) == 1)
+            hook.delay = 3.0  # the receiver is slow: the server is killed mid-delivery
+            created = httpx.post(
+                f"{url}/QuestionnaireResponse", json=phq9_response(pid, "2026-01-05", ITEM9), headers=headers
+            )
+            assert created.status_code == 201  # committed
+            hook.wait_for(lambda r: r.started == 2)
+        finally:
+            server.kill()  # SIGKILL: no shutdown, no lease given back
+            server.wait(10)
+        killed_at = time.monotonic()
+        hook.delay = 0.0
+        server = start_cocm(tmp_path, "127.0.0.1", port, log, **settings)
+        try:
+            hook.wait_for(
+                lambda r: any(
+                    e["arrived"] > killed_at for e in r.received if event_numbers([e["body"]]) == [1]
+                ),
+                timeout=20,
+            )
+            status = httpx.get(f"{url}/Subscription/{sid}/$status").json()
+            parameters = {p["name"]: p for p in status["entry"][0]["resource"]["parameter"]}
+            assert parameters["events-since-subscription-start"]["valueString"] == "1"
+        finally:
+            server.terminate()
+            server.wait(10)
+    after_restart = [e for e in hook.received if e["arrived"] > killed_at]
+    assert [event_numbers([e["body"]]) for e in after_restart] == [[1]]  # the same event, once more
