@@ -103,7 +103,15 @@ def progress_path(path: Path) -> Path:
 
 def import_service(session: Session, settings: Settings, tenant: str = DEFAULT_TENANT) -> ResourceService:
     """The service an import writes with (audit agent ``cli:import``)."""
-    return ResourceService(session, tenant, settings.zone, IMPORT_ACTOR, allowed_hosts=settings.allowed_hosts)
+    return ResourceService(
+        session,
+        tenant,
+        settings.zone,
+        IMPORT_ACTOR,
+        allowed_hosts=settings.allowed_hosts,
+        billing=settings.billing,
+        care=settings.care,
+    )
 
 
 def import_file(

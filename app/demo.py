@@ -509,4 +509,6 @@ def load(
 
 def demo_service(session: Session, settings: Settings, tenant: str = DEFAULT_TENANT) -> ResourceService:
     """The service the demo writes with (audit agent ``cli:demo``)."""
-    return ResourceService(session, tenant, settings.zone, DEMO_ACTOR)
+    return ResourceService(
+        session, tenant, settings.zone, DEMO_ACTOR, billing=settings.billing, care=settings.care
+    )

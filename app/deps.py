@@ -107,6 +107,7 @@ async def get_service(request: Request, caller: CallerDep) -> AsyncIterator[Reso
     reads = session if replica is request.app.state.sessionmaker else replica()
     try:
         address = request.client.host if request.client else None
+        settings: Settings = request.app.state.settings
         yield ResourceService(
             session,
             caller.tenant,
@@ -115,7 +116,9 @@ async def get_service(request: Request, caller: CallerDep) -> AsyncIterator[Reso
             permits=partial(allows, caller.scopes),
             write_lock=request.app.state.write_lock,
             reads=reads,
-            allowed_hosts=request.app.state.settings.allowed_hosts,
+            allowed_hosts=settings.allowed_hosts,
+            billing=settings.billing,
+            care=settings.care,
         )
     finally:
         session.close()

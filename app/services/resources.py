@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,11 +21,19 @@ from sqlalchemy import ColumnElement
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from app.domain import SYSTEM_ACTOR, Actor
+from app.domain import SYSTEM_ACTOR, Actor, BillingConfig, CareConfig, PatientFacts
 from app.errors import BusinessRuleViolation, Forbidden, Issue
 from app.metrics import INGESTED, SCORING_WARNINGS
-from app.notifications.subscriptions import TOPICS, check_scheme, parse_subscription
-from app.resources.validation import validate_resource
+from app.notifications.derived import raised_flags, threshold_reached
+from app.notifications.subscriptions import (
+    BILLING_THRESHOLD_REACHED,
+    CARE_FLAG_RAISED,
+    TOPICS,
+    RaisedEvent,
+    check_scheme,
+    parse_subscription,
+)
+from app.resources.validation import patient_reference, validate_resource
 from app.services.endpoints import endpoint_problem
 from app.store import audit_trail
 from app.store.db import WRITE_OPTION
@@ -32,6 +42,26 @@ from app.store.repository import Repository, Stored, WriteResult
 from app.store.search import reference_id
 
 log = logging.getLogger("cocm.audit")
+
+# notifications.md Topics raised by what a write changes in the patient's whole picture.
+WATCHED_TOPICS: dict[str, tuple[str, ...]] = {
+    "QuestionnaireResponse": (CARE_FLAG_RAISED,),
+    "Observation": (CARE_FLAG_RAISED,),
+    "EpisodeOfCare": (CARE_FLAG_RAISED,),
+    "Encounter": (CARE_FLAG_RAISED, BILLING_THRESHOLD_REACHED),
+}
+DEFAULT_BILLING = BillingConfig()
+DEFAULT_CARE = CareConfig()
+
+
+@dataclass(frozen=True)
+class Watch:
+    """A patient's facts before a write, and the topics listening for what it changes."""
+
+    patient_id: str
+    topics: frozenset[str]
+    before: PatientFacts
+
 
 # SMART interaction letter -> FHIR AuditEvent action (search is E, execute).
 ACTION_OF_INTERACTION = {"c": "C", "r": "R", "u": "U", "d": "D", "s": "E"}
@@ -49,7 +79,8 @@ class ResourceService:
     the CLI, the demo and tests). ``write_lock``: ``app.store.db.write_lock`` of the engine.
     ``reads``: where month-wide billing and registry reads go, a read replica's session when
     ``COCM_DATABASE_READ_URL`` is set, else ``session``. ``allowed_hosts``: the Subscription
-    endpoints exempt from the public-address rule (``COCM_SUBSCRIPTION_ALLOWED_HOSTS``)."""
+    endpoints exempt from the public-address rule (``COCM_SUBSCRIPTION_ALLOWED_HOSTS``).
+    ``billing``, ``care``: the settings the whole-picture notification topics are computed with."""
 
     def __init__(
         self,
@@ -62,6 +93,8 @@ class ResourceService:
         write_lock: AbstractContextManager[object] | None = None,
         reads: Session | None = None,
         allowed_hosts: frozenset[str] = frozenset(),
+        billing: BillingConfig = DEFAULT_BILLING,
+        care: CareConfig = DEFAULT_CARE,
     ) -> None:
         self.repo = Repository(session, tenant, zone)
         self.session = session
@@ -74,6 +107,8 @@ class ResourceService:
         )
         self.reads: Session = reads if reads is not None else session
         self.allowed_hosts = allowed_hosts
+        self.billing = billing
+        self.care = care
         self.attempt: tuple[str, str, str | None] | None = None  # (action, type, id) of the first step
 
     # ------------------------------------------------------- scopes and audit
@@ -175,7 +210,9 @@ class ResourceService:
         """POST: conditional on ``If-None-Exist`` when given, idempotent on identifiers."""
         self.require(rtype, "c", *(("s",) if if_none_exist else ()))
         self._validate(rtype, data)
-        return self._audited("create", self.repo.create(rtype, data, if_none_exist=if_none_exist, rid=rid))
+        watch = self._watch(rtype, data)
+        result = self.repo.create(rtype, data, if_none_exist=if_none_exist, rid=rid)
+        return self._audited("create", result, watch)
 
     def update(
         self,
@@ -191,8 +228,9 @@ class ResourceService:
         import resumed over what it loaded before)."""
         self.require(rtype, "u", rid=rid)
         self._validate(rtype, data)
+        watch = self._watch(rtype, data)
         result = self.repo.update(rtype, rid, data, if_match=if_match, unless_same=unless_same)
-        return self._audited("update", result)
+        return self._audited("update", result, watch)
 
     def conditional_update(
         self, rtype: str, query: str, data: dict[str, Any], *, unless_same: bool = False
@@ -201,8 +239,9 @@ class ResourceService:
         (``unless_same`` as for ``update``)."""
         self.require(rtype, "u", "s")
         self._validate(rtype, data)
+        watch = self._watch(rtype, data)
         result = self.repo.conditional_update(rtype, query, data, unless_same=unless_same)
-        return self._audited("conditional-update", result)
+        return self._audited("conditional-update", result, watch)
 
     def delete(self, rtype: str, rid: str) -> None:
         """DELETE: the resource and what was derived from it, each deletion audited."""
@@ -232,7 +271,53 @@ class ResourceService:
             for focus_type in TOPICS[spec.topic]:
                 self.require(focus_type, "r")
 
-    def _audited(self, interaction: str, result: WriteResult) -> WriteResult:
+    def _watch(self, rtype: str, data: dict[str, Any]) -> Watch | None:
+        """Before a write that can change a patient's care flags or billing month: the patient's
+        facts, when a subscription would hear of the change (notifications.md, care-flag-raised and
+        billing-threshold-reached; ``app.notifications.derived``)."""
+        topics = WATCHED_TOPICS.get(rtype)
+        reference = patient_reference(data) if topics else None
+        if topics is None or reference is None:
+            return None
+        patient_id = reference[1]
+        listening = self.repo.receiving_topics(topics, patient_id)
+        if not listening:
+            return None
+        return Watch(patient_id, frozenset(listening), self.repo.patient_facts(patient_id))
+
+    def _raise_derived(self, watch: Watch, stored: Stored) -> None:
+        after = self.repo.patient_facts(watch.patient_id)
+        today = datetime.now(ZoneInfo(self.billing.timezone)).date()
+        written = f"{stored.type}/{stored.id}"
+        patient = f"Patient/{watch.patient_id}"
+        events: list[RaisedEvent] = []
+        if CARE_FLAG_RAISED in watch.topics and raised_flags(
+            watch.patient_id, watch.before, after, today, self.billing, self.care
+        ):
+            version = self.repo.read("Patient", watch.patient_id).version_id
+            events.append(
+                RaisedEvent(
+                    CARE_FLAG_RAISED, watch.patient_id, "Patient", watch.patient_id, version, (written,)
+                )
+            )
+        if BILLING_THRESHOLD_REACHED in watch.topics and threshold_reached(
+            watch.patient_id, written, watch.before, after, today, self.billing
+        ):
+            events.append(
+                RaisedEvent(
+                    BILLING_THRESHOLD_REACHED,
+                    watch.patient_id,
+                    stored.type,
+                    stored.id,
+                    stored.version_id,
+                    (patient,),
+                )
+            )
+        self.repo.raise_events(events)
+
+    def _audited(self, interaction: str, result: WriteResult, watch: Watch | None = None) -> WriteResult:
+        if watch is not None and result.changed:
+            self._raise_derived(watch, result.stored)
         for gone in result.deleted:
             self.audit("D", "delete", *gone)
         stored = result.stored

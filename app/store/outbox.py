@@ -68,6 +68,23 @@ def drop_subscription(session: Session, tenant: str, rid: str) -> None:
         session.execute(delete(model).where(model.tenant == tenant, model.subscription_id == rid))
 
 
+def receiving_topics(
+    session: Session, tenant: str, topics: Sequence[str], patient_id: str, now: datetime
+) -> set[str]:
+    """Which of ``topics`` some subscription of the tenant would receive for ``patient_id`` (the
+    whole-picture topics are computed only then)."""
+    found = session.scalars(
+        select(SubscriptionStateRow.topic).where(
+            SubscriptionStateRow.tenant == tenant,
+            SubscriptionStateRow.topic.in_(topics),
+            SubscriptionStateRow.status.in_(RECEIVING),
+            or_(SubscriptionStateRow.patient_id.is_(None), SubscriptionStateRow.patient_id == patient_id),
+            or_(SubscriptionStateRow.end_at.is_(None), SubscriptionStateRow.end_at > now),
+        )
+    )
+    return set(found)
+
+
 def raise_events(session: Session, tenant: str, events: Sequence[RaisedEvent], now: datetime) -> None:
     """Number and store ``events`` for every subscription that receives them."""
     for event in events:

@@ -31,7 +31,7 @@ import orjson
 from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
-from app.domain import Actor
+from app.domain import Actor, PatientFacts
 from app.errors import (
     BusinessRuleViolation,
     Conflict,
@@ -55,6 +55,7 @@ from app.store.models import (
     ResourceToken,
     ResourceVersion,
 )
+from app.store.reads import FactReader
 from app.store.search import build_conditions
 
 
@@ -154,6 +155,17 @@ class Repository:
                 "source_address": actor.address,
             },
         )
+
+    # ------------------------------------------------------------ the outbox
+    def receiving_topics(self, topics: Sequence[str], patient_id: str) -> set[str]:
+        return outbox.receiving_topics(self.session, self.tenant, topics, patient_id, now_instant())
+
+    def raise_events(self, events: Sequence[RaisedEvent]) -> None:
+        outbox.raise_events(self.session, self.tenant, events, now_instant())
+
+    def patient_facts(self, patient_id: str) -> PatientFacts:
+        """Every fact of one patient as this transaction sees them."""
+        return FactReader(self.session, self.tenant).facts([patient_id]).get(patient_id, PatientFacts())
 
     def audit_event(self, event_id: str) -> AuditEventRow:
         row = self.session.get(AuditEventRow, (self.tenant, event_id))

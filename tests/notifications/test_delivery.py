@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.notifications.subscriptions import MEASUREMENT_RECORDED
+from app.notifications.subscriptions import BILLING_THRESHOLD_REACHED, CARE_FLAG_RAISED, MEASUREMENT_RECORDED
 from tests.api.scenario import Clinic, phq9_response
 from tests.conftest import FHIR_JSON, Fhir, count_rows
 from tests.notifications.support import (
@@ -318,6 +318,57 @@ def test_a_scored_response_records_its_measurement(
         if p["name"] == "additional-context"
     ]
     assert refs == [f"Patient/{pid}", f"QuestionnaireResponse/{response['id']}"]
+
+
+# -------------------------------------------------------------- the whole-picture topics
+
+
+def focus_and_context(bundle: dict[str, Any]) -> tuple[str, list[str]]:
+    [event] = events_of(bundle)
+    parameters = bundle["entry"][0]["resource"]["parameter"]
+    context = [
+        p["valueReference"]["reference"].split("/fhir/", 1)[1]
+        for parameter in parameters
+        if parameter["name"] == "notification-event"
+        for p in parameter["part"]
+        if p["name"] == "additional-context"
+    ]
+    return event["focus"]["valueReference"]["reference"].split("/fhir/", 1)[1], context
+
+
+def test_billing_thresholds_notify(notifying: Callable[..., TestClient], hook: Receiver) -> None:
+    """16 counted minutes reach G2214, 36 reach 99492 (billing.md); 30 and a retry reach nothing."""
+    client = notifying()
+    clinic = Clinic(Fhir(client))
+    pid = clinic.enrolled()
+    active(client, hook, subscription_body(hook.url, topic=BILLING_THRESHOLD_REACHED))
+    first = clinic.minutes(pid, "2026-01-05T10:00:00Z", 16)  # G2214
+    clinic.minutes(pid, "2026-01-06T10:00:00Z", 14)  # 30: G2214 still
+    third = clinic.minutes(pid, "2026-01-07T10:00:00Z", 6)  # 36: 99492
+    hook.wait_for(lambda r: len(r.bundles("event-notification")) == 2)
+    found = [focus_and_context(b) for b in hook.bundles("event-notification")]
+    assert found == [
+        (f"Encounter/{first['id']}", [f"Patient/{pid}"]),
+        (f"Encounter/{third['id']}", [f"Patient/{pid}"]),
+    ]
+
+
+def test_a_raised_care_flag_notifies_once(notifying: Callable[..., TestClient], hook: Receiver) -> None:
+    client = notifying()
+    clinic = Clinic(Fhir(client))
+    pid = clinic.enrolled()
+    clinic.minutes(pid, "2026-01-05T10:00:00Z", 30)
+    active(client, hook, subscription_body(hook.url, topic=CARE_FLAG_RAISED))
+    clinic.phq9(pid, "2026-01-05T11:00:00Z", NO_ITEM9)  # no flag raised
+    response = clinic.phq9(pid, "2026-01-06T11:00:00Z", ITEM9)  # safety_risk raised
+    clinic.phq9(pid, "2026-01-07T11:00:00Z", ITEM9)  # already raised
+    other = clinic.enrolled("Okafor")
+    clinic.minutes(other, "2026-01-05T10:00:00Z", 30)
+    clinic.phq9(other, "2026-01-06T11:00:00Z", ITEM9)  # the next event, after which nothing else came
+    hook.wait_for(lambda r: len(r.bundles("event-notification")) == 2)
+    found = [focus_and_context(b) for b in hook.bundles("event-notification")]
+    assert found[0] == (f"Patient/{pid}", [f"QuestionnaireResponse/{response['id']}"])
+    assert found[1][0] == f"Patient/{other}"
 
 
 # ---------------------------------------------------------------------------- failures
