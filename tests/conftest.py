@@ -236,12 +236,14 @@ def free_port() -> int:
 START_SECONDS = 20.0
 
 
-def start_cocm(tmp_path: Path, host: str, port: int, log: Path, **settings: str) -> subprocess.Popen[bytes]:
+def start_cocm(
+    tmp_path: Path, host: str, port: int, log: Path, *, workers: int = 1, **settings: str
+) -> subprocess.Popen[bytes]:
     """``cocm serve`` as a real process, its stderr appended to ``log``; returns once ``/health``
     answers."""
     with log.open("a") as err:
         process = subprocess.Popen(
-            [str(COCM), "serve", "--host", host, "--port", str(port)],
+            [str(COCM), "serve", "--host", host, "--port", str(port), "--workers", str(workers)],
             env=cocm_env(tmp_path, **settings),
             cwd=tmp_path,
             stdout=subprocess.DEVNULL,

@@ -46,6 +46,7 @@ from app.services.resources import ResourceService
 from app.services.uow import transact
 from app.settings import Settings
 from app.store import outbox
+from app.store.db import WRITE_OPTION
 from app.store.migrate import current_revision, head_revision
 from app.store.models import SubscriptionEventRow, SubscriptionStateRow
 
@@ -198,11 +199,17 @@ class Dispatcher:
         return bool(claimed)
 
     # ------------------------------------------------------ database (threads)
-    def _transaction(self, work: Callable[[Session], Any]) -> Any:
-        with self.write_lock, self.sessionmaker() as session, session.begin():
+    def _transaction(self, work: Callable[[Session], Any], *, writes: bool = True) -> Any:
+        """``work`` in one transaction; a writing one takes the write lock first (SQLite: the
+        process's lock and ``BEGIN IMMEDIATE``, so two processes never claim the same row)."""
+        with self.write_lock if writes else nullcontext(), self.sessionmaker() as session, session.begin():
+            if writes:
+                session.connection(execution_options={WRITE_OPTION: True})
             return work(session)
 
     def _claim(self, now: datetime) -> list[tuple[str, str]]:
+        if not self._transaction(lambda s: outbox.anything_due(s, now), writes=False):
+            return []
         return list(self._transaction(lambda s: outbox.claim(s, now, LEASE_MARGIN, CLAIMS_PER_ROUND)))
 
     def _purge(self, now: datetime) -> None:
@@ -214,7 +221,7 @@ class Dispatcher:
             row = outbox.state(session, tenant, rid)
             return Due.of(row) if row is not None else None
 
-        found: Due | None = self._transaction(work)
+        found: Due | None = self._transaction(work, writes=False)
         return found
 
     def _events(self, due: Due, first: int, last: int) -> list[EventView]:
@@ -222,7 +229,7 @@ class Dispatcher:
             rows = outbox.events_between(session, due.tenant, due.subscription_id, first, last)
             return [event_view(session, due.tenant, row, due.content) for row in rows]
 
-        found: list[EventView] = self._transaction(work)
+        found: list[EventView] = self._transaction(work, writes=False)
         return found
 
     def _release(self, due: Due, **changes: object) -> None:
@@ -325,9 +332,11 @@ class Dispatcher:
     def _release_delivered(self, due: Due, number: int, now: datetime) -> None:
         """Event ``number`` was delivered; the lease stays until the next send renews it."""
         until = now + LEASE_MARGIN
-        self._transaction(
-            lambda s: outbox.release(
-                s,
+
+        def work(session: Session) -> None:
+            outbox.mark_delivered(session, due.tenant, due.subscription_id, number, now)
+            outbox.release(
+                session,
                 due.tenant,
                 due.subscription_id,
                 delivered=number,
@@ -337,7 +346,8 @@ class Dispatcher:
                 last_error=None,
                 lease_until=until,
             )
-        )
+
+        self._transaction(work)
 
     def _failed(self, due: Due, error: str, now: datetime) -> None:
         """Back off, or give up after ``COCM_NOTIFY_RETRY_HOURS``: status ``error``."""

@@ -41,8 +41,10 @@ from app.care.status import CareStatus, care_status
 from app.domain import BillingMonth, Month, PatientFacts
 from app.errors import NotFound
 from app.metrics import BILLING_RUNS
+from app.notifications.subscriptions import SAFETY_RISK
 from app.services.resources import ResourceService
 from app.settings import Settings
+from app.store import outbox
 from app.store.models import Resource
 from app.store.reads import CHUNK, FactReader
 
@@ -312,3 +314,14 @@ def sorted_registry(service: ResourceService, settings: Settings, as_of: date) -
             )
 
         return REGISTRIES.get((service.tenant, as_of), _data_version(session, service.tenant), compute)
+
+
+def safety_alerts(
+    service: ResourceService, patient_ids: list[str]
+) -> dict[str, tuple[datetime, datetime | None]]:
+    """Per patient, when the last safety-risk alert was raised and first delivered (None: not yet);
+    patients without one are absent (notifications.md; the registry page shows it). A caller who
+    may not read Subscriptions sees none (the page does not need them)."""
+    if not patient_ids or not service.permits("Subscription", "r"):
+        return {}
+    return outbox.latest_alerts(service.session, service.tenant, SAFETY_RISK, patient_ids)

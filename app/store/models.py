@@ -264,12 +264,18 @@ class SubscriptionEventRow(Base):
     """One raised event, written in the transaction of the write that raised it (the outbox)."""
 
     __tablename__ = "subscription_event"
-    __table_args__ = (Index("ix_subscription_event_occurred", "tenant", "occurred"),)
+    __table_args__ = (
+        Index("ix_subscription_event_occurred", "tenant", "occurred"),
+        Index("ix_subscription_event_patient", "tenant", "patient_id", "occurred"),  # the registry's alerts
+    )
 
     tenant: Mapped[str] = mapped_column(String(TENANT), primary_key=True)
     subscription_id: Mapped[str] = mapped_column(String(RID), primary_key=True)
     number: Mapped[int] = mapped_column(Integer, primary_key=True)
     occurred: Mapped[datetime] = mapped_column(UTCDateTime())
+    topic: Mapped[str] = mapped_column(String(255))
+    patient_id: Mapped[str] = mapped_column(String(RID))
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # None until a 2xx
     focus_type: Mapped[str] = mapped_column(String(RTYPE))
     focus_id: Mapped[str] = mapped_column(String(RID))
     focus_version: Mapped[int] = mapped_column(Integer)

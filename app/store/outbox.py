@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import orjson
-from sqlalchemy import delete, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, delete, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from app.notifications.subscriptions import RaisedEvent, SubscriptionSpec
@@ -116,6 +116,8 @@ def raise_events(session: Session, tenant: str, events: Sequence[RaisedEvent], n
                     "subscription_id": state.subscription_id,
                     "number": state.events,
                     "occurred": now,
+                    "topic": event.topic,
+                    "patient_id": event.patient_id,
                     "focus_type": event.focus_type,
                     "focus_id": event.focus_id,
                     "focus_version": event.focus_version,
@@ -129,23 +131,32 @@ def raise_events(session: Session, tenant: str, events: Sequence[RaisedEvent], n
 # --------------------------------------------------------------------------- the dispatcher's side
 
 
+def _due(now: datetime) -> ColumnElement[bool]:
+    return and_(
+        or_(SubscriptionStateRow.lease_until.is_(None), SubscriptionStateRow.lease_until < now),
+        or_(SubscriptionStateRow.next_attempt_at.is_(None), SubscriptionStateRow.next_attempt_at <= now),
+        or_(
+            SubscriptionStateRow.handshake_due == true(),
+            (SubscriptionStateRow.status == "active")
+            & (
+                (SubscriptionStateRow.delivered < SubscriptionStateRow.events)
+                | SubscriptionStateRow.heartbeat_seconds.is_not(None)
+            ),
+        ),
+    )
+
+
+def anything_due(session: Session, now: datetime) -> bool:
+    """Whether some subscription has work due: a read, so that a quiet poll takes no write lock."""
+    return session.scalar(select(SubscriptionStateRow.subscription_id).where(_due(now)).limit(1)) is not None
+
+
 def claim(session: Session, now: datetime, lease: timedelta, limit: int) -> list[tuple[str, str]]:
     """Lease up to ``limit`` subscriptions with work due (a handshake, an undelivered event, a
-    heartbeat), in the caller's transaction; answers their (tenant, id)."""
+    heartbeat), in the caller's (write) transaction; answers their (tenant, id)."""
     due = (
         select(SubscriptionStateRow)
-        .where(
-            or_(SubscriptionStateRow.lease_until.is_(None), SubscriptionStateRow.lease_until < now),
-            or_(SubscriptionStateRow.next_attempt_at.is_(None), SubscriptionStateRow.next_attempt_at <= now),
-            or_(
-                SubscriptionStateRow.handshake_due == true(),
-                (SubscriptionStateRow.status == "active")
-                & (
-                    (SubscriptionStateRow.delivered < SubscriptionStateRow.events)
-                    | SubscriptionStateRow.heartbeat_seconds.is_not(None)
-                ),
-            ),
-        )
+        .where(_due(now))
         .order_by(SubscriptionStateRow.next_attempt_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -196,6 +207,45 @@ def version_content(session: Session, tenant: str, ref: str, version: int | None
         query = query.where(ResourceVersion.version_id == version)
     content = session.scalar(query.order_by(ResourceVersion.version_id.desc()).limit(1))
     return content.encode() if content else None
+
+
+def mark_delivered(session: Session, tenant: str, rid: str, number: int, at: datetime) -> None:
+    session.execute(
+        update(SubscriptionEventRow)
+        .where(
+            SubscriptionEventRow.tenant == tenant,
+            SubscriptionEventRow.subscription_id == rid,
+            SubscriptionEventRow.number == number,
+        )
+        .values(delivered_at=at)
+    )
+
+
+def latest_alerts(
+    session: Session, tenant: str, topic: str, patient_ids: Sequence[str]
+) -> dict[str, tuple[datetime, datetime | None]]:
+    """Per patient, the last ``topic`` event raised (when) and its first delivery to any
+    subscriber (when, or None while none has answered 2xx)."""
+    rows = session.execute(
+        select(
+            SubscriptionEventRow.patient_id, SubscriptionEventRow.occurred, SubscriptionEventRow.delivered_at
+        )
+        .where(
+            SubscriptionEventRow.tenant == tenant,
+            SubscriptionEventRow.topic == topic,
+            SubscriptionEventRow.patient_id.in_(patient_ids),
+        )
+        .order_by(SubscriptionEventRow.patient_id, SubscriptionEventRow.occurred)
+    )
+    latest: dict[str, tuple[datetime, datetime | None]] = {}
+    for patient_id, occurred, delivered in rows:
+        raised, first = latest.get(patient_id, (occurred, None))
+        if occurred > raised:
+            raised, first = occurred, None
+        if delivered is not None and (first is None or delivered < first):
+            first = delivered
+        latest[patient_id] = (raised, first)
+    return latest
 
 
 def release(session: Session, tenant: str, rid: str, **changes: object) -> None:

@@ -51,7 +51,7 @@ from app.deps import ServiceDep, SettingsDep
 from app.domain import BillingMonth, CodeUnits, Measurement, Month, PatientFacts
 from app.errors import InvalidInput
 from app.measures.instruments import INSTRUMENTS
-from app.services.reports import month_billing, patient_names, patients_facts, sorted_registry
+from app.services.reports import month_billing, patient_names, patients_facts, safety_alerts, sorted_registry
 from app.services.uow import transact
 from app.settings import Settings
 
@@ -162,9 +162,25 @@ class RegistryRow:
     gad7: MeasureSummary | None
     trend: Trend | None
     minutes: MinuteProgress
+    alert: str | None = None  # safety_risk only: whether and when the alert reached a subscriber
 
 
 # --- computations --------------------------------------------------------------------------------
+
+
+def _alert_text(alert: tuple[datetime, datetime | None] | None, settings: Settings) -> str:
+    """notifications.md: whether and when the safety alert was delivered, in clinic time."""
+    if alert is None:
+        return "no alert sent (no subscription)"
+    raised, delivered = alert
+    if delivered is None:
+        return f"alert raised {_clock(raised, settings)}, not yet delivered"
+    return f"alert delivered {_clock(delivered, settings)}"
+
+
+def _clock(instant: datetime, settings: Settings) -> str:
+    aware = instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant
+    return aware.astimezone(settings.zone).strftime("%Y-%m-%d %H:%M")
 
 
 def _local_day(instant: datetime, settings: Settings) -> date:
@@ -294,6 +310,7 @@ def registry_view(
         items, next_cursor = caseload.page(flag=flag, status=status, cursor=cursor, limit=limit)
         ids = [s.patient_id for s in items]
         names, facts = patients_facts(service, ids)
+        alerts = safety_alerts(service, [s.patient_id for s in items if s.has_flag("safety_risk")])
         rows = []
         for item in items:
             own = facts.get(item.patient_id, PatientFacts())
@@ -306,6 +323,9 @@ def registry_view(
                     gad7=item.gad7,
                     trend=score_trend(own.measurements, day, settings),
                     minutes=minute_progress(item.patient_id, own, month, day, settings),
+                    alert=_alert_text(alerts.get(item.patient_id), settings)
+                    if item.has_flag("safety_risk")
+                    else None,
                 )
             )
         return rows, next_cursor

@@ -27,6 +27,9 @@ def upgrade() -> None:
     sa.Column('subscription_id', sa.String(length=64), nullable=False),
     sa.Column('number', sa.Integer(), nullable=False),
     sa.Column('occurred', sa.DateTime(), nullable=False),
+    sa.Column('topic', sa.String(length=255), nullable=False),
+    sa.Column('patient_id', sa.String(length=64), nullable=False),
+    sa.Column('delivered_at', sa.DateTime(), nullable=True),
     sa.Column('focus_type', sa.String(length=40), nullable=False),
     sa.Column('focus_id', sa.String(length=64), nullable=False),
     sa.Column('focus_version', sa.Integer(), nullable=False),
@@ -34,6 +37,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('tenant', 'subscription_id', 'number', name=op.f('pk_subscription_event'))
     )
     op.create_index('ix_subscription_event_occurred', 'subscription_event', ['tenant', 'occurred'], unique=False)
+    op.create_index('ix_subscription_event_patient', 'subscription_event', ['tenant', 'patient_id', 'occurred'], unique=False)
     op.create_table('subscription_state',
     sa.Column('tenant', sa.String(length=64), nullable=False),
     sa.Column('subscription_id', sa.String(length=64), nullable=False),
@@ -64,5 +68,6 @@ def downgrade() -> None:
     """Undelivered events are lost with the tables; the Subscription resources stay."""
     op.drop_index('ix_subscription_state_topic', table_name='subscription_state')
     op.drop_table('subscription_state')
+    op.drop_index('ix_subscription_event_patient', table_name='subscription_event')
     op.drop_index('ix_subscription_event_occurred', table_name='subscription_event')
     op.drop_table('subscription_event')

@@ -320,6 +320,32 @@ def test_a_scored_response_records_its_measurement(
     assert refs == [f"Patient/{pid}", f"QuestionnaireResponse/{response['id']}"]
 
 
+def test_the_registry_shows_whether_the_alert_was_delivered(
+    notifying: Callable[..., TestClient], hook: Receiver
+) -> None:
+    client = notifying(timezone="America/Chicago")
+    clinic = Clinic(Fhir(client))
+    quiet, delivered, pending = clinic.enrolled(), clinic.enrolled("Okafor"), clinic.enrolled("Lee")
+    clinic.phq9(quiet, WHEN, ITEM9)  # before any subscription: nobody was told
+    active(client, hook, subscription_body(hook.url))
+    clinic.phq9(delivered, WHEN, ITEM9)
+    hook.wait_for(lambda r: len(r.bundles("event-notification")) == 1)
+    hook.answers = [503] * 1000
+    clinic.phq9(pending, WHEN, ITEM9)
+    hook.wait_for(lambda r: r.started >= 3)  # handshake, event 1, a refused try of event 2
+
+    def alert_of(page: str, pid: str) -> str:
+        row = page.split(f'data-patient-id="{pid}"', 1)[1].split("</tr>", 1)[0]
+        return row.split('class="alert muted">', 1)[1].split("<", 1)[0] if 'class="alert' in row else ""
+
+    page = client.get("/registry", params={"as_of": "2026-01-31"}).text
+    assert alert_of(page, quiet) == "no alert sent (no subscription)"
+    assert alert_of(page, delivered).startswith("alert delivered 2026-")
+    assert alert_of(page, pending).startswith("alert raised 2026-") and alert_of(page, pending).endswith(
+        "not yet delivered"
+    )
+
+
 # -------------------------------------------------------------- the whole-picture topics
 
 
