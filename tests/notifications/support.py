@@ -3,6 +3,7 @@ HTTP receiver on 127.0.0.1 that records what it gets."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -67,6 +68,7 @@ class Receiver:
         self.received: list[dict[str, Any]] = []
         self.answers: list[int] = []
         self.delay = 0.0
+        self.reply_bytes = 0  # the size of each answer's body
         self.started = 0  # requests that arrived, answered or not yet
         self.lock = threading.Lock()
         receiver = self
@@ -93,8 +95,10 @@ class Receiver:
                 self.send_response(status)
                 if 300 <= status < 400:
                     self.send_header("Location", "/elsewhere")  # must not be followed
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Length", str(receiver.reply_bytes))
                 self.end_headers()
+                with contextlib.suppress(OSError):  # the client stopped reading (64 KiB): fine
+                    self.wfile.write(b"x" * receiver.reply_bytes)
 
             def log_message(self, format: str, *args: Any) -> None:
                 return

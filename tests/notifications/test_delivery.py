@@ -6,13 +6,23 @@ when the later one has arrived the earlier write would have arrived before it.""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from app.notifications.subscriptions import BILLING_THRESHOLD_REACHED, CARE_FLAG_RAISED, MEASUREMENT_RECORDED
+from app.bulk import import_file, import_service
+from app.notifications.subscriptions import (
+    BILLING_THRESHOLD_REACHED,
+    CARE_FLAG_RAISED,
+    MEASUREMENT_RECORDED,
+    SAFETY_RISK,
+)
+from app.settings import Settings
+from app.store.db import make_sessionmaker
 from tests.api.scenario import Clinic, phq9_response
 from tests.conftest import FHIR_JSON, Fhir, count_rows
 from tests.notifications.support import (
@@ -250,6 +260,39 @@ def test_what_raises_nothing(notifying: Callable[..., TestClient], hook: Receive
     assert [ref.rsplit("/", 1)[1] for ref in focus] == [pid, other]
 
 
+def test_every_way_in_raises_the_same_event(
+    notifying: Callable[..., TestClient], hook: Receiver, db: Any, database_url: str, tmp_path: Path
+) -> None:
+    """A transaction Bundle, a batch Bundle, a conditional update and ``cocm import``: each item-9
+    response raises one event, numbered in commit order."""
+    client = notifying()
+    fhir = Fhir(client)
+    pid = Clinic(fhir).enrolled()
+    active(client, hook, subscription_body(hook.url))
+    for kind in ("transaction", "batch"):
+        bundle = {
+            "resourceType": "Bundle",
+            "type": kind,
+            "entry": [
+                {
+                    "resource": phq9_response(pid, WHEN, ITEM9),
+                    "request": {"method": "POST", "url": "QuestionnaireResponse"},
+                }
+            ],
+        }
+        assert client.post("/fhir", json=bundle, headers={"Content-Type": FHIR_JSON}).status_code == 200
+    conditional = phq9_response(pid, WHEN, ITEM9, identifier={"system": "urn:portal", "value": "c-1"})
+    assert fhir.put("QuestionnaireResponse?identifier=urn:portal|c-1", conditional).status_code == 201
+    file = tmp_path / "responses.ndjson"
+    file.write_text(json.dumps(phq9_response(pid, WHEN, ITEM9)) + "\n")
+    settings = Settings(database_url=database_url, subscription_allowed_hosts="127.0.0.1")
+    with make_sessionmaker(db)() as session:
+        report = import_file(file, import_service(session, settings), settings)
+    assert report.created == 1
+    hook.wait_for(lambda r: len(r.bundles("event-notification")) == 4)
+    assert event_numbers(hook.bundles("event-notification")) == [1, 2, 3, 4]
+
+
 def test_an_item9_change_from_zero_notifies(notifying: Callable[..., TestClient], hook: Receiver) -> None:
     client = notifying()
     fhir = Fhir(client)
@@ -451,6 +494,66 @@ def test_retries_exhausted_is_error_and_events_replay(
     )
     hook.wait_for(lambda r: len(r.bundles("event-notification")) == 2)
     assert event_numbers(hook.bundles("event-notification")) == [1, 2]
+
+
+def test_off_and_a_past_end_stop_delivery(notifying: Callable[..., TestClient], hook: Receiver) -> None:
+    client = notifying()
+    clinic = Clinic(Fhir(client))
+    pid = clinic.enrolled()
+    off = active(client, hook, subscription_body(hook.url))
+    stored = client.get(f"/fhir/Subscription/{off}").json()
+    assert (
+        client.put(
+            f"/fhir/Subscription/{off}", json={**stored, "status": "off"}, headers={"Content-Type": FHIR_JSON}
+        ).status_code
+        == 200
+    )
+    with receiver() as ended_hook:
+        ended = active(client, ended_hook, subscription_body(ended_hook.url))
+        stored = client.get(f"/fhir/Subscription/{ended}").json()
+        past = {**stored, "end": "2026-01-01T00:00:00Z"}
+        assert (
+            client.put(
+                f"/fhir/Subscription/{ended}", json=past, headers={"Content-Type": FHIR_JSON}
+            ).status_code
+            == 200
+        )
+        with receiver() as live_hook:
+            active(client, live_hook, subscription_body(live_hook.url))
+            clinic.phq9(pid, WHEN, ITEM9)
+            live_hook.wait_for(lambda r: len(r.bundles("event-notification")) == 1)
+        assert ended_hook.bundles("event-notification") == []
+    assert hook.bundles("event-notification") == []
+    statuses = client.get("/fhir/Subscription/$status").json()
+    counts = {
+        {p["name"]: p for p in e["resource"]["parameter"]}["subscription"]["valueReference"][
+            "reference"
+        ].rsplit("/", 1)[1]: {p["name"]: p for p in e["resource"]["parameter"]}[
+            "events-since-subscription-start"
+        ]["valueString"]
+        for e in statuses["entry"]
+    }
+    assert counts[off] == "0" and counts[ended] == "0"  # nothing recorded for them
+
+
+def test_a_large_answer_is_read_only_so_far(notifying: Callable[..., TestClient], hook: Receiver) -> None:
+    client = notifying()
+    hook.reply_bytes = 1024 * 1024  # the receiver answers 1 MiB; at most 64 KiB are read
+    sid = subscribe(client, subscription_body(hook.url))
+    wait_status(client, sid, "active")
+
+
+def test_metadata_lists_subscriptions(notifying: Callable[..., TestClient]) -> None:
+    body = notifying().get("/fhir/metadata").json()
+    assert (
+        "http://hl7.org/fhir/uv/subscriptions-backport/CapabilityStatement/backport-subscription-server-r4"
+        in body["instantiates"]
+    )
+    [subscription] = [r for r in body["rest"][0]["resource"] if r["type"] == "Subscription"]
+    assert {o["name"] for o in subscription["operation"]} == {"status", "events"}
+    topics = {e["valueCanonical"] for e in subscription["extension"]}
+    assert topics == {SAFETY_RISK, MEASUREMENT_RECORDED, CARE_FLAG_RAISED, BILLING_THRESHOLD_REACHED}
+    assert {p["name"] for p in subscription["searchParam"]} >= {"status", "url", "criteria"}
 
 
 # ----------------------------------------------------------------------- what is refused

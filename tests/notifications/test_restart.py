@@ -3,13 +3,15 @@ delivering, started again, and the event arrives (at least once, notifications.m
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import time
 from pathlib import Path
 
 import httpx
 
 from tests.api.scenario import phq9_response
-from tests.conftest import FHIR_JSON, free_port, run_cocm, start_cocm
+from tests.conftest import COCM, FHIR_JSON, cocm_env, free_port, run_cocm, start_cocm
 from tests.notifications.support import event_numbers, receiver, subscription_body
 
 ITEM9 = [1, 1, 1, 1, 1, 1, 1, 1, 3]
@@ -55,3 +57,39 @@ def test_an_event_is_delivered_after_the_server_is_killed(tmp_path: Path) -> Non
             server.wait(10)
     after_restart = [e for e in hook.received if e["arrived"] > killed_at]
     assert [event_numbers([e["body"]]) for e in after_restart] == [[1]]  # the same event, once more
+
+
+def test_cocm_notify_delivers_for_servers_that_do_not(tmp_path: Path) -> None:
+    """``COCM_NOTIFY_IN_PROCESS=false`` servers write events; ``cocm notify`` alone delivers them
+    and stops on SIGTERM."""
+    settings = {"subscription_allowed_hosts": "127.0.0.1", "notify_poll_seconds": "0.05"}
+    assert run_cocm(tmp_path, "migrate")[0] == 0
+    port, log = free_port(), tmp_path / "serve.log"
+    url = f"http://127.0.0.1:{port}/fhir"
+    headers = {"Content-Type": FHIR_JSON}
+    with receiver() as hook:
+        server = start_cocm(tmp_path, "127.0.0.1", port, log, notify_in_process="false", **settings)
+        notifier = None
+        try:
+            pid = httpx.post(f"{url}/Patient", json={"resourceType": "Patient"}, headers=headers).json()["id"]
+            httpx.post(f"{url}/Subscription", json=subscription_body(hook.url), headers=headers)
+            created = httpx.post(
+                f"{url}/QuestionnaireResponse", json=phq9_response(pid, "2026-01-05", ITEM9), headers=headers
+            )
+            assert created.status_code == 201
+            time.sleep(1.0)
+            assert hook.received == []  # the server delivers nothing itself
+            notifier = subprocess.Popen(
+                [str(COCM), "notify"],
+                env=cocm_env(tmp_path, **settings),
+                cwd=tmp_path,
+                stderr=subprocess.PIPE,
+            )
+            hook.wait_for(lambda r: len(r.bundles("event-notification")) == 1, timeout=20)
+            assert len(hook.bundles("handshake")) == 1
+        finally:
+            if notifier is not None:
+                notifier.send_signal(signal.SIGTERM)
+                assert notifier.wait(20) == 0
+            server.terminate()
+            server.wait(10)

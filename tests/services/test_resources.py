@@ -14,6 +14,7 @@ from app.services.resources import ResourceService
 from app.services.uow import transact
 from app.store.models import AuditEventRow, Resource
 from tests.conftest import load_fixture
+from tests.notifications.support import subscription_body
 
 PATIENT = {"resourceType": "Patient", "id": "p1"}
 
@@ -72,3 +73,24 @@ def test_each_interaction_is_audited_and_derived_deletions_too(service: Resource
         ("D", "delete", "QuestionnaireResponse", "q1", "0"),
         ("D", "delete", "Observation", score.id, "0"),
     ]
+
+
+def test_full_resource_needs_read_scope_on_what_it_carries(service: ResourceService) -> None:
+    """notifications.md Security: a subscriber gets no more than it may read."""
+
+    def without_response_reads(rtype: str, interaction: str) -> bool:
+        return not (rtype == "QuestionnaireResponse" and interaction == "r")
+
+    limited = ResourceService(
+        service.session,
+        "default",
+        service.zone,
+        permits=without_response_reads,
+        allowed_hosts=frozenset({"127.0.0.1"}),
+    )
+    full = subscription_body("http://127.0.0.1:9/hook", content="full-resource")
+    with pytest.raises(Forbidden) as denied:
+        transact(limited, lambda: limited.create("Subscription", full))
+    assert denied.value.required_scope == "system/QuestionnaireResponse.r"
+    id_only = subscription_body("http://127.0.0.1:9/hook", content="id-only")
+    assert transact(limited, lambda: limited.create("Subscription", id_only)).created
