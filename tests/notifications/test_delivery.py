@@ -580,6 +580,22 @@ def test_metadata_lists_subscriptions(notifying: Callable[..., TestClient]) -> N
             "Subscription.channel.endpoint",
         ),
         (
+            {"channel": {"type": "rest-hook", "endpoint": "https://169.254.169.254/"}},
+            "Subscription.channel.endpoint",
+        ),
+        (
+            {"channel": {"type": "rest-hook", "endpoint": "https://localhost/hook"}},
+            "Subscription.channel.endpoint",
+        ),
+        (
+            {"channel": {"type": "rest-hook", "endpoint": "https://[::1]/hook"}},
+            "Subscription.channel.endpoint",
+        ),
+        (
+            {"channel": {"type": "rest-hook", "endpoint": "https://192.168.0.10/hook"}},
+            "Subscription.channel.endpoint",
+        ),
+        (
             {
                 "_criteria": {
                     "extension": [
@@ -595,14 +611,32 @@ def test_metadata_lists_subscriptions(notifying: Callable[..., TestClient]) -> N
     ],
 )
 def test_what_is_not_supported_is_422_and_stores_nothing(
-    notifying: Callable[..., TestClient], db: Any, change: dict[str, Any], where: str
+    make_client: Callable[..., TestClient], db: Any, change: dict[str, Any], where: str
 ) -> None:
-    client = notifying()
+    client = make_client(notify_in_process=False)  # no COCM_SUBSCRIPTION_ALLOWED_HOSTS
     body = {**subscription_body("http://127.0.0.1:9/hook"), **change}
     response = client.post("/fhir/Subscription", json=body, headers={"Content-Type": FHIR_JSON})
     assert response.status_code == 422, response.text
     assert response.json()["issue"][0]["expression"] == [where]
     assert count_rows(db, "resource") == 0 and count_rows(db, "subscription_state") == 0
+
+
+@pytest.mark.parametrize(
+    ("allowed", "endpoint"),
+    [
+        ("localhost", "https://localhost/hook"),  # a name resolving to 127.0.0.1, allowed by name
+        ("10.1.2.3", "https://10.1.2.3/hook"),  # an address, allowed as such
+        ("127.0.0.1", "http://127.0.0.1:9/hook"),  # http:// only for an allowed host
+    ],
+)
+def test_the_setting_allows_a_private_endpoint(
+    make_client: Callable[..., TestClient], allowed: str, endpoint: str
+) -> None:
+    client = make_client(subscription_allowed_hosts=allowed, notify_in_process=False)
+    response = client.post(
+        "/fhir/Subscription", json=subscription_body(endpoint), headers={"Content-Type": FHIR_JSON}
+    )
+    assert response.status_code == 201, response.text
 
 
 def test_search_subscriptions(notifying: Callable[..., TestClient], hook: Receiver) -> None:
