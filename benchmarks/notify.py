@@ -84,13 +84,12 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def wait(self, count: int, timeout: float = 30) -> float:
+    def wait(self, count: int, timeout: float = 60, *, alerts: bool = False) -> None:
+        """Until ``count`` notifications (or safety-risk ones) have arrived."""
+        found = self.alerts if alerts else self.arrivals
         with self.event:
-            if not self.event.wait_for(lambda: len(self.arrivals) >= count, timeout):
-                raise SystemExit(
-                    f"the receiver got {len(self.arrivals)} of {count} notifications in {timeout} s"
-                )
-            return self.arrivals[count - 1][0]
+            if not self.event.wait_for(lambda: len(found) >= count, timeout):
+                raise SystemExit(f"the receiver got {len(found)} of {count} notifications in {timeout} s")
 
 
 def response(pid: str, n: int) -> dict[str, object]:

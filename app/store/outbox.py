@@ -22,7 +22,7 @@ from sqlalchemy import ColumnElement, and_, delete, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from app.notifications.subscriptions import RaisedEvent, SubscriptionSpec
-from app.store.db import insert_later
+from app.store.db import insert_later, transaction_info
 from app.store.models import ResourceVersion, SubscriptionEventRow, SubscriptionStateRow
 
 RECEIVING = ("requested", "active", "error")
@@ -31,6 +31,7 @@ RECEIVING = ("requested", "active", "error")
 def sync_subscription(session: Session, tenant: str, rid: str, spec: SubscriptionSpec) -> None:
     """Create or refresh the state of a Subscription just written. Status ``requested`` (a new
     subscription, or a client asking for a new handshake) makes a handshake due."""
+    transaction_info(session).pop(RECEIVERS, None)
     state = session.get(SubscriptionStateRow, (tenant, rid), with_for_update=True)
     fields = {
         "topic": spec.topic,
@@ -64,8 +65,33 @@ def sync_subscription(session: Session, tenant: str, rid: str, spec: Subscriptio
 
 def drop_subscription(session: Session, tenant: str, rid: str) -> None:
     """A deleted Subscription takes its state and its events with it."""
+    transaction_info(session).pop(RECEIVERS, None)
     for model in (SubscriptionEventRow, SubscriptionStateRow):
         session.execute(delete(model).where(model.tenant == tenant, model.subscription_id == rid))
+
+
+RECEIVERS = "subscription_receivers"  # transaction_info key: the tenant's receiving subscriptions
+
+
+def _receivers(session: Session, tenant: str, now: datetime) -> list[tuple[str, str, str | None]]:
+    """(id, topic, filter patient) of the tenant's subscriptions that receive events, read once per
+    transaction (one small query per write; a Subscription written in the transaction resets it)."""
+    info = transaction_info(session)
+    found: list[tuple[str, str, str | None]] | None = info.get(RECEIVERS)
+    if found is None:
+        rows = session.execute(
+            select(
+                SubscriptionStateRow.subscription_id,
+                SubscriptionStateRow.topic,
+                SubscriptionStateRow.patient_id,
+            ).where(
+                SubscriptionStateRow.tenant == tenant,
+                SubscriptionStateRow.status.in_(RECEIVING),
+                or_(SubscriptionStateRow.end_at.is_(None), SubscriptionStateRow.end_at > now),
+            )
+        )
+        found = info[RECEIVERS] = [(rid, topic, patient) for rid, topic, patient in rows]
+    return found
 
 
 def receiving_topics(
@@ -73,38 +99,35 @@ def receiving_topics(
 ) -> set[str]:
     """Which of ``topics`` some subscription of the tenant would receive for ``patient_id`` (the
     whole-picture topics are computed only then)."""
-    found = session.scalars(
-        select(SubscriptionStateRow.topic).where(
-            SubscriptionStateRow.tenant == tenant,
-            SubscriptionStateRow.topic.in_(topics),
-            SubscriptionStateRow.status.in_(RECEIVING),
-            or_(SubscriptionStateRow.patient_id.is_(None), SubscriptionStateRow.patient_id == patient_id),
-            or_(SubscriptionStateRow.end_at.is_(None), SubscriptionStateRow.end_at > now),
-        )
-    )
-    return set(found)
+    return {
+        topic
+        for _, topic, patient in _receivers(session, tenant, now)
+        if topic in topics and patient in (None, patient_id)
+    }
 
 
 def raise_events(session: Session, tenant: str, events: Sequence[RaisedEvent], now: datetime) -> None:
-    """Number and store ``events`` for every subscription that receives them."""
+    """Number and store ``events`` for every subscription that receives them. Only the receivers'
+    state rows are locked (in id order, one lock order for every writer), and read afresh."""
+    receivers = _receivers(session, tenant, now)
     for event in events:
-        receivers = session.scalars(
+        ids = sorted(
+            rid
+            for rid, topic, patient in receivers
+            if topic == event.topic and patient in (None, event.patient_id)
+        )
+        if not ids:
+            continue
+        states = session.scalars(
             select(SubscriptionStateRow)
-            .where(
-                SubscriptionStateRow.tenant == tenant,
-                SubscriptionStateRow.topic == event.topic,
-                SubscriptionStateRow.status.in_(RECEIVING),
-                or_(
-                    SubscriptionStateRow.patient_id.is_(None),
-                    SubscriptionStateRow.patient_id == event.patient_id,
-                ),
-                or_(SubscriptionStateRow.end_at.is_(None), SubscriptionStateRow.end_at > now),
-            )
-            .order_by(SubscriptionStateRow.subscription_id)  # one lock order for every writer
+            .where(SubscriptionStateRow.tenant == tenant, SubscriptionStateRow.subscription_id.in_(ids))
+            .order_by(SubscriptionStateRow.subscription_id)
             .with_for_update()
             .execution_options(populate_existing=True)
         ).all()
-        for state in receivers:
+        for state in states:
+            if state.status not in RECEIVING:
+                continue  # changed since the transaction looked
             state.events += 1
             if state.attempts == 0:
                 state.next_attempt_at = None  # due now (it may have waited for a heartbeat)
@@ -124,7 +147,6 @@ def raise_events(session: Session, tenant: str, events: Sequence[RaisedEvent], n
                     "context": orjson.dumps(list(event.context)).decode(),
                 },
             )
-    if events:
         session.flush()
 
 
