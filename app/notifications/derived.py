@@ -11,11 +11,10 @@ from __future__ import annotations
 from datetime import date
 from zoneinfo import ZoneInfo
 
-from app.billing.engine import bill_month
-from app.billing.episodes import find_episodes, local_date
-from app.billing.rules import episode_rules_for
-from app.care.status import Flag, care_status
-from app.domain import BillingConfig, BillingMonth, CareConfig, Month, PatientFacts
+from app.billing.episodes import local_date
+from app.care.status import Flag
+from app.domain import BillingConfig, CareConfig, Month, PatientFacts
+from app.picture import billing_month, status
 
 WATCHED_FLAGS: tuple[Flag, ...] = ("safety_risk", "not_improving")  # notifications.md: care-flag-raised
 
@@ -31,19 +30,7 @@ def raised_flags(
     """The watched flags true after the write and false before it, as of ``as_of``."""
 
     def flags(facts: PatientFacts) -> set[str]:
-        lapse = episode_rules_for(billing.setting, as_of)
-        episodes = find_episodes(facts.entries, facts.episodes_of_care, billing, as_of=as_of, rules=lapse)
-        status = care_status(
-            patient_id,
-            as_of,
-            episodes,
-            facts.measurements,
-            facts.entries,
-            care,
-            billing.timezone,
-            billing.count_consultant_time,
-        )
-        return set(status.flags)
+        return set(status(patient_id, facts, as_of, billing, care).flags)
 
     was, now = flags(before), flags(after)
     return [flag for flag in WATCHED_FLAGS if flag in now and flag not in was]
@@ -64,18 +51,6 @@ def threshold_reached(
         return False
     month = Month.of(local_date(entry, ZoneInfo(billing.timezone)))
 
-    def billed(facts: PatientFacts) -> BillingMonth:
-        return bill_month(
-            patient_id,
-            month,
-            facts.entries,
-            facts.episodes_of_care,
-            facts.consents,
-            facts.visits,
-            billing,
-            today,
-        )
-
-    was, now = billed(before), billed(after)
+    was, now = (billing_month(patient_id, facts, month, billing, today) for facts in (before, after))
     units = {code.code: code.units for code in was.codes}
     return now.minutes > was.minutes and any(code.units > units.get(code.code, 0) for code in now.codes)

@@ -33,11 +33,9 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.billing.engine import bill_month
-from app.billing.episodes import find_episodes
-from app.billing.rules import episode_rules_for
+from app import picture
 from app.care.registry import SortedRegistry
-from app.care.status import CareStatus, care_status
+from app.care.status import CareStatus
 from app.domain import BillingMonth, Month, PatientFacts
 from app.errors import NotFound
 from app.metrics import BILLING_RUNS
@@ -166,16 +164,7 @@ def _data_version(session: Session, tenant: str) -> tuple[Any, ...]:
 
 
 def _bill(patient_id: str, facts: PatientFacts, month: Month, settings: Settings, on: date) -> BillingMonth:
-    return bill_month(
-        patient_id,
-        month,
-        facts.entries,
-        facts.episodes_of_care,
-        facts.consents,
-        facts.visits,
-        settings.billing,
-        on,
-    )
+    return picture.billing_month(patient_id, facts, month, settings.billing, on)
 
 
 def patient_billing(
@@ -277,20 +266,7 @@ def _billed_months(
 
 
 def _status(patient_id: str, facts: PatientFacts, as_of: date, settings: Settings) -> CareStatus:
-    lapse = episode_rules_for(settings.billing.setting, as_of)
-    episodes = find_episodes(
-        facts.entries, facts.episodes_of_care, settings.billing, as_of=as_of, rules=lapse
-    )
-    return care_status(
-        patient_id,
-        as_of,
-        episodes,
-        facts.measurements,
-        facts.entries,
-        settings.care,
-        settings.timezone,
-        settings.count_consultant_time,
-    )
+    return picture.status(patient_id, facts, as_of, settings.billing, settings.care)
 
 
 def patient_care_status(
