@@ -143,6 +143,7 @@ class Dispatcher:
         self.last_purge = datetime.min.replace(tzinfo=UTC)
         self.ready = False  # the schema was found at its head revision
         self._client: httpx.AsyncClient | None = None
+        self.leases: dict[tuple[str, str], datetime] = {}  # (tenant, id) -> our lease's end
 
     # ------------------------------------------------------------------ loop
     async def run(self, stop: asyncio.Event) -> None:
@@ -210,7 +211,11 @@ class Dispatcher:
     def _claim(self, now: datetime) -> list[tuple[str, str]]:
         if not self._transaction(lambda s: outbox.anything_due(s, now), writes=False):
             return []
-        return list(self._transaction(lambda s: outbox.claim(s, now, LEASE_MARGIN, CLAIMS_PER_ROUND)))
+        claimed: list[tuple[str, str]] = self._transaction(
+            lambda s: outbox.claim(s, now, LEASE_MARGIN, CLAIMS_PER_ROUND)
+        )
+        self.leases = dict.fromkeys(claimed, now + LEASE_MARGIN)
+        return claimed
 
     def _purge(self, now: datetime) -> None:
         before = now - timedelta(days=self.settings.notify_retention_days)
@@ -330,8 +335,7 @@ class Dispatcher:
         )
 
     def _release_delivered(self, due: Due, number: int, now: datetime) -> None:
-        """Event ``number`` was delivered; the lease stays until the next send renews it."""
-        until = now + LEASE_MARGIN
+        """Event ``number`` was delivered; the lease stays (``_send`` renews it when short)."""
 
         def work(session: Session) -> None:
             outbox.mark_delivered(session, due.tenant, due.subscription_id, number, now)
@@ -344,7 +348,7 @@ class Dispatcher:
                 failing_since=None,
                 last_sent_at=now,
                 last_error=None,
-                lease_until=until,
+                lease_until=self.leases.get((due.tenant, due.subscription_id), now),
             )
 
         self._transaction(work)
@@ -405,13 +409,17 @@ class Dispatcher:
         events: list[EventView] | None = None,
     ) -> str | None:
         """POST one notification; None when the endpoint answered 2xx, else why not. The lease is
-        renewed first for the send's timeout, so no other worker sends for this subscription
-        meanwhile, and a killed worker's lease runs out soon after."""
-        until = utcnow() + timedelta(seconds=due.timeout_seconds) + LEASE_MARGIN
-        await asyncio.to_thread(
-            self._transaction,
-            lambda s: outbox.release(s, due.tenant, due.subscription_id, lease_until=until),
-        )
+        renewed first when less than the send's timeout is left of it (to timeout + 5 s), so no
+        other worker sends for this subscription meanwhile, a killed worker's lease runs out soon
+        after, and a run of events costs a renewal every few seconds, not one per event."""
+        key, now = (due.tenant, due.subscription_id), utcnow()
+        timeout = timedelta(seconds=due.timeout_seconds)
+        if self.leases.get(key, now) - now < timeout:
+            until = self.leases[key] = now + timeout + LEASE_MARGIN
+            await asyncio.to_thread(
+                self._transaction,
+                lambda s: outbox.release(s, due.tenant, due.subscription_id, lease_until=until),
+            )
         problem = await asyncio.to_thread(endpoint_problem, due.endpoint, self.settings.allowed_hosts)
         if problem is not None:
             return problem
