@@ -26,6 +26,7 @@ from app.deps import CallerDep, Unauthorized, parse_api_keys
 from app.errors import DomainError, InvalidInput, Issue, Unavailable
 from app.fhir.audit import router as audit_router
 from app.fhir.outcome import error_headers, error_response, outcome_response
+from app.fhir.questionnaires import router as questionnaires_router
 from app.fhir.routes import router as fhir_router
 from app.fhir.subscriptions import router as subscriptions_router
 from app.fhir.views import router as views_router
@@ -217,6 +218,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(views_router)
     app.include_router(audit_router)
     app.include_router(subscriptions_router)
+    app.include_router(questionnaires_router)
     app.include_router(fhir_router)
     app.include_router(api_router)
     app.include_router(web_router)

@@ -74,6 +74,12 @@ def capability_statement(base: str, token_url: str | None = None) -> dict[str, A
             ],
         },
         {
+            "type": "Questionnaire",
+            "documentation": "Read only: the PHQ-9, GAD-7 and PHQ-2 definitions the service scores",
+            "interaction": [{"code": "read"}, {"code": "search-type"}],
+            "searchParam": [{"name": "url", "type": "uri"}, {"name": "_id", "type": "token"}],
+        },
+        {
             "type": "AuditEvent",
             "documentation": "Written by the service for every interaction; read and search only",
             "interaction": [{"code": "read"}, {"code": "search-type"}],

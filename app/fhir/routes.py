@@ -30,7 +30,7 @@ from app.store.repository import Stored, WriteResult
 
 router = APIRouter(prefix="/fhir", tags=["FHIR"])
 
-READ_ONLY_TYPES = {"CarePlan", "ChargeItem", "AuditEvent", "CapabilityStatement"}
+READ_ONLY_TYPES = {"CarePlan", "ChargeItem", "AuditEvent", "CapabilityStatement", "Questionnaire"}
 BODY_SCHEMA: dict[str, Any] = {
     "requestBody": {
         "required": True,

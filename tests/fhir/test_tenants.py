@@ -29,7 +29,8 @@ OPEN_PATHS = {
     "/auth/token",
 }
 
-NOT_TENANT_SCOPED = {"/metrics"}  # process-wide counters, no patient data
+# process-wide counters and the instrument definitions every tenant shares: no patient data
+NOT_TENANT_SCOPED = {"/metrics", "/fhir/Questionnaire", "/fhir/Questionnaire/{rid}"}
 
 
 class KeyedFhir(Fhir):
