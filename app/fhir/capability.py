@@ -22,6 +22,8 @@ SEARCH_PARAM_TYPES = {
     "questionnaire": "reference",
     "url": "uri",
     "criteria": "string",
+    "clinical-status": "token",
+    "onset-date": "date",
 }
 INTERACTIONS = ["read", "vread", "update", "delete", "history-instance", "create", "search-type"]
 SOFTWARE_VERSION = "0.1.0"

@@ -84,6 +84,7 @@ SUPPORTED_TYPES: Final = (
     "Practitioner",
     "Organization",
     "Subscription",
+    "Condition",
 )
 """The resource types this service stores."""
 
@@ -94,6 +95,7 @@ PATIENT_REFERENCE_ELEMENTS: Final[Mapping[str, str]] = types.MappingProxyType(
         "Encounter": "subject",
         "EpisodeOfCare": "patient",
         "Consent": "patient",
+        "Condition": "subject",
     }
 )
 """Patient-linked type -> the element that holds its (required) Patient reference."""

@@ -48,6 +48,7 @@ from app.store.models import (
     TimeEntryRow,
     VisitFactRow,
 )
+from app.store.search import ICD10_CM
 
 COCM_TAG_SYSTEM = "http://cocm-api.org/fhir/CodeSystem/cocm-tag"
 DERIVED_TAG = "derived-score"
@@ -114,6 +115,8 @@ def _effective(rtype: str, data: dict[str, Any], zone: ZoneInfo) -> datetime | N
         return parse_instant((data.get("period") or {}).get("start"), zone)
     if rtype == "Consent":
         return parse_instant(data.get("dateTime"), zone)
+    if rtype == "Condition":
+        return parse_instant(data.get("onsetDateTime") or (data.get("onsetPeriod") or {}).get("start"), zone)
     return None
 
 
@@ -143,6 +146,15 @@ def index_values(rtype: str, data: dict[str, Any], zone: ZoneInfo) -> IndexValue
                     values.tokens.append((DERIVED_TOKEN, "", target))
     elif rtype == "QuestionnaireResponse" and isinstance(data.get("questionnaire"), str):
         values.tokens.append(("questionnaire", "", data["questionnaire"]))
+    elif rtype == "Condition":
+        clinical = [c for c in (data.get("clinicalStatus") or {}).get("coding") or [] if c.get("code")]
+        values.status = clinical[0]["code"] if clinical else None  # clinical-status searches this
+        for coding in (data.get("code") or {}).get("coding") or []:
+            if coding.get("code"):
+                system, code = coding.get("system") or "", coding["code"]
+                values.tokens.append(("code", system, code))
+                if system == ICD10_CM and "." in code:  # found with or without the dot
+                    values.tokens.append(("code", system, code.replace(".", "")))
     elif rtype == "Subscription":
         endpoint = (data.get("channel") or {}).get("endpoint")
         for param, value in (("url", endpoint), ("criteria", data.get("criteria"))):

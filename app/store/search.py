@@ -36,7 +36,9 @@ TOKEN_PARAMS: dict[str, tuple[str, ...]] = {
     "Observation": ("code", "derived-from"),
     "QuestionnaireResponse": ("questionnaire",),
     "Subscription": ("url", "criteria"),  # notifications.md: channel.endpoint and the topic
+    "Condition": ("code",),  # ICD-10-CM also without its dot (ICD10_CM)
 }
+ICD10_CM = "http://hl7.org/fhir/sid/icd-10-cm"
 REFERENCE_TOKENS = {"derived-from"}
 RESULT_PARAMS = {"_count", "_cursor", "_format", "_pretty", "_summary", "_total", "_elements"}
 
@@ -53,6 +55,8 @@ def params_for(rtype: str) -> list[str]:
         names += ["patient", "subject", "date", "status"]
     elif rtype == "Subscription":
         names.append("status")
+    elif rtype == "Condition":  # quality.md: patient, code, clinical-status, onset-date
+        names += ["patient", "subject", "clinical-status", "onset-date"]
     names += list(TOKEN_PARAMS.get(rtype, ()))
     return names
 
@@ -198,12 +202,15 @@ def _token_condition(tenant: str, rtype: str, name: str, value: str, zone: ZoneI
         system, code = None, "/".join(value.rstrip("/").split("/")[-2:])
     else:
         system, code = split_token(value)
+    codes = {code}
+    if rtype == "Condition" and system in (None, ICD10_CM):
+        codes.add(code.replace(".", ""))  # ICD-10-CM with or without the dot (indexed dotless too)
     clauses = [
         ResourceToken.tenant == tenant,
         ResourceToken.type == rtype,
         ResourceToken.resource_id == Resource.id,
         ResourceToken.param == name,
-        ResourceToken.value == code,
+        ResourceToken.value.in_(sorted(codes)),
     ]
     if system is not None:
         clauses.append(ResourceToken.system == system)
@@ -217,5 +224,7 @@ _BUILDERS: dict[str, Callable[[str, str, str, str, ZoneInfo], ColumnElement[bool
     "patient": _patient_condition,
     "subject": _patient_condition,
     "status": _status_condition,
+    "clinical-status": _status_condition,
+    "onset-date": _date_param_condition,
     "identifier": _identifier_condition,
 }

@@ -197,6 +197,7 @@ def test_metadata_lists_the_supported_types(client: TestClient) -> None:
         "Practitioner",
         "Organization",
         "Subscription",
+        "Condition",
         "Questionnaire",
         "CarePlan",
         "ChargeItem",

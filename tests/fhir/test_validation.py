@@ -32,6 +32,11 @@ BASE: dict[str, dict[str, Any]] = {
     "Patient": {"resourceType": "Patient"},
     "Practitioner": {"resourceType": "Practitioner"},
     "Organization": {"resourceType": "Organization", "name": "Clinic"},
+    "Condition": {
+        "resourceType": "Condition",
+        "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "F32.1"}]},
+        "subject": {"reference": "Patient/p1"},
+    },
     "Subscription": {
         "resourceType": "Subscription",
         "status": "requested",
