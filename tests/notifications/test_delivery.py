@@ -7,6 +7,7 @@ when the later one has arrived the earlier write would have arrived before it.""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -75,8 +76,6 @@ def active(client: TestClient, hook: Receiver, body: dict[str, Any]) -> str:
 
 
 def wait_status(client: TestClient, sid: str, status: str) -> dict[str, Any]:
-    import time
-
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         body: dict[str, Any] = client.get(f"/fhir/Subscription/{sid}").json()

@@ -15,24 +15,29 @@ from tests.conftest import COCM, FHIR_JSON, cocm_env, free_port, run_cocm, start
 from tests.notifications.support import event_numbers, receiver, subscription_body
 
 ITEM9 = [1, 1, 1, 1, 1, 1, 1, 1, 3]
+SETTINGS = {"subscription_allowed_hosts": "127.0.0.1", "notify_poll_seconds": "0.05"}
+HEADERS = {"Content-Type": FHIR_JSON}
+
+
+def _migrated(tmp_path: Path) -> tuple[int, Path, str]:
+    """A migrated SQLite file in ``tmp_path``; a free port, the server log and its FHIR base."""
+    assert run_cocm(tmp_path, "migrate")[0] == 0
+    port = free_port()
+    return port, tmp_path / "serve.log", f"http://127.0.0.1:{port}/fhir"
 
 
 def test_an_event_is_delivered_after_the_server_is_killed(tmp_path: Path) -> None:
-    settings = {"subscription_allowed_hosts": "127.0.0.1", "notify_poll_seconds": "0.05"}
-    assert run_cocm(tmp_path, "migrate")[0] == 0
-    port, log = free_port(), tmp_path / "serve.log"
-    url = f"http://127.0.0.1:{port}/fhir"
-    headers = {"Content-Type": FHIR_JSON}
+    port, log, url = _migrated(tmp_path)
     with receiver() as hook:
-        server = start_cocm(tmp_path, "127.0.0.1", port, log, **settings)
+        server = start_cocm(tmp_path, "127.0.0.1", port, log, **SETTINGS)
         try:
-            pid = httpx.post(f"{url}/Patient", json={"resourceType": "Patient"}, headers=headers).json()["id"]
+            pid = httpx.post(f"{url}/Patient", json={"resourceType": "Patient"}, headers=HEADERS).json()["id"]
             body = subscription_body(hook.url, timeout=1)
-            sid = httpx.post(f"{url}/Subscription", json=body, headers=headers).json()["id"]
+            sid = httpx.post(f"{url}/Subscription", json=body, headers=HEADERS).json()["id"]
             hook.wait_for(lambda r: len(r.bundles("handshake")) == 1)
             hook.delay = 3.0  # the receiver is slow: the server is killed mid-delivery
             created = httpx.post(
-                f"{url}/QuestionnaireResponse", json=phq9_response(pid, "2026-01-05", ITEM9), headers=headers
+                f"{url}/QuestionnaireResponse", json=phq9_response(pid, "2026-01-05", ITEM9), headers=HEADERS
             )
             assert created.status_code == 201  # committed
             hook.wait_for(lambda r: r.started == 2)
@@ -41,7 +46,7 @@ def test_an_event_is_delivered_after_the_server_is_killed(tmp_path: Path) -> Non
             server.wait(10)
         killed_at = time.monotonic()
         hook.delay = 0.0
-        server = start_cocm(tmp_path, "127.0.0.1", port, log, **settings)
+        server = start_cocm(tmp_path, "127.0.0.1", port, log, **SETTINGS)
         try:
             hook.wait_for(
                 lambda r: any(
@@ -62,26 +67,22 @@ def test_an_event_is_delivered_after_the_server_is_killed(tmp_path: Path) -> Non
 def test_cocm_notify_delivers_for_servers_that_do_not(tmp_path: Path) -> None:
     """``COCM_NOTIFY_IN_PROCESS=false`` servers write events; ``cocm notify`` alone delivers them
     and stops on SIGTERM."""
-    settings = {"subscription_allowed_hosts": "127.0.0.1", "notify_poll_seconds": "0.05"}
-    assert run_cocm(tmp_path, "migrate")[0] == 0
-    port, log = free_port(), tmp_path / "serve.log"
-    url = f"http://127.0.0.1:{port}/fhir"
-    headers = {"Content-Type": FHIR_JSON}
+    port, log, url = _migrated(tmp_path)
     with receiver() as hook:
-        server = start_cocm(tmp_path, "127.0.0.1", port, log, notify_in_process="false", **settings)
+        server = start_cocm(tmp_path, "127.0.0.1", port, log, notify_in_process="false", **SETTINGS)
         notifier = None
         try:
-            pid = httpx.post(f"{url}/Patient", json={"resourceType": "Patient"}, headers=headers).json()["id"]
-            httpx.post(f"{url}/Subscription", json=subscription_body(hook.url), headers=headers)
+            pid = httpx.post(f"{url}/Patient", json={"resourceType": "Patient"}, headers=HEADERS).json()["id"]
+            httpx.post(f"{url}/Subscription", json=subscription_body(hook.url), headers=HEADERS)
             created = httpx.post(
-                f"{url}/QuestionnaireResponse", json=phq9_response(pid, "2026-01-05", ITEM9), headers=headers
+                f"{url}/QuestionnaireResponse", json=phq9_response(pid, "2026-01-05", ITEM9), headers=HEADERS
             )
             assert created.status_code == 201
             time.sleep(1.0)
             assert hook.received == []  # the server delivers nothing itself
             notifier = subprocess.Popen(
                 [str(COCM), "notify"],
-                env=cocm_env(tmp_path, **settings),
+                env=cocm_env(tmp_path, **SETTINGS),
                 cwd=tmp_path,
                 stderr=subprocess.PIPE,
             )
