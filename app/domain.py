@@ -15,6 +15,8 @@ from datetime import date, datetime
 from typing import Final, Literal
 
 Instrument = Literal["PHQ-9", "GAD-7", "PHQ-2"]
+DiagnosisCategory = Literal["depression", "exclusion"]
+ICD10_CM: Final = "http://hl7.org/fhir/sid/icd-10-cm"  # the system of every Diagnosis.code
 Program = Literal["cocm", "general-bhi"]
 BillingSetting = Literal["physician", "fqhc_rhc"]
 
@@ -149,6 +151,56 @@ class VisitFact:
 
 
 @dataclass(frozen=True)
+class Diagnosis:
+    """A Condition whose code is in one of the quality value sets (``app.quality.valuesets``),
+    coded in ICD-10-CM (a SNOMED CT code through the shipped map). ``onset``: onset[x] or else
+    recordedDate, a clinic-local date (None: not given); ``abatement``: the date it abated (None:
+    not given); ``clinically_active``: clinicalStatus is active, recurrence or relapse, or absent;
+    ``refuted``: verificationStatus is refuted or entered-in-error.
+
+    Active on a date (quality.md, Diagnoses): not refuted, onset on or before the date and, when an
+    abatement date is given, the date before it. FHIR requires an abated Condition to carry an
+    inactive clinicalStatus (invariant con-4), so the abatement date, when there is one, is what
+    says until when it was active; without one, clinicalStatus says whether it still is."""
+
+    patient_id: str
+    code: str  # ICD-10-CM with its dot, e.g. "F33.1"
+    display: str | None
+    category: DiagnosisCategory
+    onset: date | None
+    abatement: date | None
+    clinically_active: bool
+    refuted: bool
+    source: str  # "Condition/abc"
+
+    def active_on(self, day: date) -> bool:
+        if self.refuted or (self.onset is not None and self.onset > day):
+            return False
+        return day < self.abatement if self.abatement is not None else self.clinically_active
+
+    def active_by(self, day: date) -> bool:
+        """Active on any day up to and including ``day``."""
+        if self.refuted or (self.onset is not None and self.onset > day):
+            return False
+        if self.abatement is not None:
+            return self.onset is None or self.onset < self.abatement
+        return self.clinically_active
+
+
+@dataclass(frozen=True)
+class Person:
+    """What the quality measures read from a Patient: the birth date (the first day of a partial
+    one) and the date of death (``deceased`` without ``deceased_on``: deceasedBoolean true)."""
+
+    birth_date: date | None = None
+    deceased: bool = False
+    deceased_on: date | None = None
+
+    def died_by(self, day: date) -> bool:
+        return self.deceased and (self.deceased_on is None or self.deceased_on <= day)
+
+
+@dataclass(frozen=True)
 class Episode:
     """One continuous course of care (billing.md, Episodes)."""
 
@@ -258,6 +310,8 @@ class PatientFacts:
     consents: list[ConsentFact] = field(default_factory=list)
     visits: list[VisitFact] = field(default_factory=list)
     measurements: list[Measurement] = field(default_factory=list)
+    diagnoses: list[Diagnosis] = field(default_factory=list)
+    person: Person = field(default_factory=Person)
 
 
 @dataclass(frozen=True)

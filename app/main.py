@@ -25,6 +25,7 @@ from app.auth.smart import SmartConfigError, load_smart_server
 from app.deps import CallerDep, Unauthorized, parse_api_keys
 from app.errors import DomainError, InvalidInput, Issue, Unavailable
 from app.fhir.audit import router as audit_router
+from app.fhir.measures import router as measures_router
 from app.fhir.outcome import error_headers, error_response, outcome_response
 from app.fhir.questionnaires import router as questionnaires_router
 from app.fhir.routes import router as fhir_router
@@ -219,6 +220,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(audit_router)
     app.include_router(subscriptions_router)
     app.include_router(questionnaires_router)
+    app.include_router(measures_router)
     app.include_router(fhir_router)
     app.include_router(api_router)
     app.include_router(web_router)

@@ -37,4 +37,5 @@ def status(
         care,
         billing.timezone,
         billing.count_consultant_time,
+        facts.diagnoses,
     )

@@ -17,6 +17,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from app.domain import BillingConfig, CareConfig
+from app.quality.measures import QualityConfig
 
 DEFAULT_TENANT = "default"
 
@@ -90,6 +91,13 @@ class Settings(BaseSettings):
     notify_in_process: bool = True  # each server process delivers; false when `cocm notify` runs
     notify_poll_seconds: float = Field(0.5, gt=0)  # how often a dispatcher looks for due work
 
+    # Program targets of the quality measures (quality.md), a rate 0-1 shown against each measure's
+    # score on /registry/quality and in /api/v1/quality; unset: no target.
+    target_depression_remission_12m: float | None = Field(None, ge=0, le=1)
+    target_depression_response_6m: float | None = Field(None, ge=0, le=1)
+    target_cocm_follow_up_4w: float | None = Field(None, ge=0, le=1)
+    target_cocm_consult_not_improving: float | None = Field(None, ge=0, le=1)
+
     # Connection pool (PostgreSQL).
     db_pool_size: int = Field(10, ge=1)
     db_max_overflow: int = Field(10, ge=0)
@@ -100,6 +108,10 @@ class Settings(BaseSettings):
         "token_secret",
         "public_base_url",
         "database_read_url",
+        "target_depression_remission_12m",
+        "target_depression_response_6m",
+        "target_cocm_follow_up_4w",
+        "target_cocm_consult_not_improving",
         mode="before",
     )
     @classmethod
@@ -178,6 +190,15 @@ class Settings(BaseSettings):
             apcm_addons=self.apcm_addons,
             fqhc_g0511_transition=self.fqhc_g0511_transition,
         )
+
+    @property
+    def quality(self) -> QualityConfig:
+        return QualityConfig(billing=self.billing)
+
+    def target(self, measure_id: str) -> float | None:
+        """The program's target for a measure (``COCM_TARGET_<ID>``), None when unset."""
+        value = getattr(self, "target_" + measure_id.replace("-", "_"), None)
+        return value if isinstance(value, float) else None
 
     @property
     def care(self) -> CareConfig:

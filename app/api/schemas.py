@@ -62,6 +62,13 @@ class MeasureOut(_Out):
     count: int = Field(ge=1)
 
 
+class DiagnosisOut(_Out):
+    system: Literal["http://hl7.org/fhir/sid/icd-10-cm"]
+    code: str = Field(description="ICD-10-CM with its dot (a SNOMED CT code is shown mapped)")
+    display: str | None
+    category: Literal["depression", "exclusion"] = Field(description="the quality value set it is in")
+
+
 class CareStatusOut(_Out):
     """A patient's care status as of a date (api.md, "Care status")."""
 
@@ -73,6 +80,7 @@ class CareStatusOut(_Out):
     last_contact: date | None
     measures: dict[Literal["PHQ-9", "GAD-7"], MeasureOut | None]
     flags: list[Flag] = Field(description="in the order of measures.md's table")
+    diagnoses: list[DiagnosisOut] = Field(description="active CoCM diagnoses as of as_of (quality.md)")
 
 
 class RegistryItemOut(CareStatusOut):
@@ -83,6 +91,43 @@ class RegistryPageOut(_Out):
     as_of: date
     items: list[RegistryItemOut] = Field(description="most urgent first")
     next_cursor: str | None
+
+
+class PopulationOut(_Out):
+    code: Literal["initial-population", "denominator", "denominator-exclusion", "numerator"]
+    count: int = Field(ge=0)
+
+
+class GroupOut(_Out):
+    code: str | None = Field(
+        description="follow-up, remission or response (depression-response-6m); else null"
+    )
+    populations: list[PopulationOut]
+    score: float | None = Field(
+        description="numerator / (denominator - exclusions), 4 places; null when 0 / 0"
+    )
+    target: float | None = Field(description="the program's target (COCM_TARGET_<ID>), when set")
+
+
+class MeasureResultOut(_Out):
+    id: str
+    title: str
+    follows: str
+    groups: list[GroupOut]
+
+
+class QualityPeriodOut(_Out):
+    period_start: date
+    period_end: date
+    measures: list[MeasureResultOut]
+
+
+class QualityOut(QualityPeriodOut):
+    """quality.md, "Dashboard JSON": the period and each of its calendar quarters."""
+
+    quarters: list[QualityPeriodOut] = Field(
+        description="the calendar quarters the period touches, cut to it"
+    )
 
 
 class ErrorOut(_Out):

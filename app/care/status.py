@@ -56,6 +56,8 @@ Choices the spec leaves open, recorded here once:
 - **Item 9 on its own** (a ``Measurement`` without a score: an item-level ``44260-8`` Observation)
   counts for ``safety_risk`` as a PHQ-9 with item 9 answered, dated by its effective time (api.md),
   and for nothing else: it is no total score, so no baseline, latest, count or measurement.
+- **Diagnoses** (quality.md): the patient's diagnoses in the quality value sets active on ``as_of``
+  (``Diagnosis.active_on``), ordered by code then source, whatever the status.
 - **Flag order** is that of the measures.md table: safety_risk, not_improving, measurement_overdue,
   no_recent_contact, case_review_due.
 """
@@ -70,7 +72,7 @@ from fractions import Fraction
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from app.domain import CareConfig, Episode, Instrument, Measurement, TimeEntry
+from app.domain import ICD10_CM, CareConfig, Diagnosis, Episode, Instrument, Measurement, TimeEntry
 from app.measures.instruments import severity as instrument_severity
 
 Status = Literal["not_enrolled", "active", "relapse_prevention", "inactive", "discharged"]
@@ -153,6 +155,7 @@ class CareStatus:
     gad7: MeasureSummary | None
     flags: tuple[Flag, ...]
     episode_end: date | None = None
+    diagnoses: tuple[Diagnosis, ...] = ()
 
     @property
     def measures(self) -> dict[str, MeasureSummary | None]:
@@ -176,6 +179,10 @@ class CareStatus:
                 for name, summary in self.measures.items()
             },
             "flags": list(self.flags),
+            "diagnoses": [
+                {"system": ICD10_CM, "code": d.code, "display": d.display, "category": d.category}
+                for d in self.diagnoses
+            ],
         }
 
 
@@ -188,6 +195,7 @@ def care_status(
     config: CareConfig,
     timezone: str,
     count_consultant_time: bool = False,
+    diagnoses: Sequence[Diagnosis] = (),
 ) -> CareStatus:
     """Derive the care status of one patient as of ``as_of`` (see the module docstring for the
     choices). ``timezone`` is an IANA name; an unknown one raises ValueError."""
@@ -257,6 +265,9 @@ def care_status(
         gad7=gad7,
         flags=flags,
         episode_end=episode.end if episode is not None and _has_ended(episode, as_of) else None,
+        diagnoses=tuple(
+            sorted((d for d in diagnoses if d.active_on(as_of)), key=lambda d: (d.code, d.source))
+        ),
     )
 
 

@@ -82,6 +82,20 @@ def capability_statement(base: str, token_url: str | None = None) -> dict[str, A
             "searchParam": [{"name": "url", "type": "uri"}, {"name": "_id", "type": "token"}],
         },
         {
+            "type": "Measure",
+            "documentation": "Read only: the four quality measures of quality.md, evaluated by $evaluate-measure",
+            "interaction": [{"code": "read"}, {"code": "search-type"}],
+            "searchParam": [{"name": "url", "type": "uri"}, {"name": "_id", "type": "token"}],
+            "operation": [
+                {
+                    "name": "evaluate-measure",
+                    "definition": "http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure",
+                    "documentation": "periodStart, periodEnd (required), reportType summary | subject-list | "
+                    "subject, subject=Patient/{id}; answers a MeasureReport",
+                }
+            ],
+        },
+        {
             "type": "AuditEvent",
             "documentation": "Written by the service for every interaction; read and search only",
             "interaction": [{"code": "read"}, {"code": "search-type"}],

@@ -30,7 +30,15 @@ from app.store.repository import Stored, WriteResult
 
 router = APIRouter(prefix="/fhir", tags=["FHIR"])
 
-READ_ONLY_TYPES = {"CarePlan", "ChargeItem", "AuditEvent", "CapabilityStatement", "Questionnaire"}
+READ_ONLY_TYPES = {
+    "CarePlan",
+    "ChargeItem",
+    "AuditEvent",
+    "CapabilityStatement",
+    "Questionnaire",
+    "Measure",
+    "MeasureReport",
+}
 BODY_SCHEMA: dict[str, Any] = {
     "requestBody": {
         "required": True,

@@ -5,7 +5,8 @@
   ``completed`` once it ended (discharged or inactive); ``period`` is the episode; the care status
   (status, weeks in treatment, last contact, flags, per-instrument baseline/latest/change/response/
   remission/severity) is carried as extensions under ``http://cocm-api.org/fhir/StructureDefinition/``
-  and summed up in ``description``. ``date`` is the as-of date (default today).
+  and summed up in ``description``; ``addresses`` references the active CoCM diagnoses (Condition,
+  quality.md). ``date`` is the as-of date (default today).
 - ``GET /fhir/ChargeItem?patient={id}&occurrence=YYYY-MM``: one ChargeItem per code of the month:
   ``code`` in CPT (``http://www.ama-assn.org/go/cpt``) or HCPCS, ``quantity.value`` = units,
   ``occurrencePeriod`` = the month, ``status`` ``billable`` or ``planned`` when blocked,
@@ -111,6 +112,10 @@ def care_plan_resource(tenant: str, status: CareStatus) -> dict[str, Any]:
     if status.episode_end is not None and not open_episode:
         period["end"] = status.episode_end.isoformat()
     flags = ", ".join(status.flags) or "none"
+    addresses = [  # quality.md: the active CoCM diagnoses
+        {"reference": d.source, "display": f"{d.code} {d.display}" if d.display else d.code}
+        for d in status.diagnoses
+    ]
     return {
         "resourceType": "CarePlan",
         "id": _stable_id(tenant, status.patient_id, "careplan", status.episode_start.isoformat()),
@@ -122,6 +127,7 @@ def care_plan_resource(tenant: str, status: CareStatus) -> dict[str, Any]:
         "description": f"Care status {status.status} as of {status.as_of.isoformat()}; flags: {flags}",
         "subject": {"reference": f"Patient/{status.patient_id}"},
         "period": period,
+        **({"addresses": addresses} if addresses else {}),
     }
 
 

@@ -64,10 +64,18 @@ def month_window(month: Month, settings: Settings) -> tuple[datetime, datetime]:
 
 
 # The resource types billing, care status and the registry are computed from (and expose).
-FACT_TYPES = ("Patient", "QuestionnaireResponse", "Observation", "Encounter", "EpisodeOfCare", "Consent")
+FACT_TYPES = (
+    "Patient",
+    "QuestionnaireResponse",
+    "Observation",
+    "Encounter",
+    "EpisodeOfCare",
+    "Consent",
+    "Condition",
+)
 
 
-def _require_facts(service: ResourceService, *extra: str) -> None:
+def require_facts(service: ResourceService, *extra: str) -> None:
     """Dashboard reads need read scopes on every type they are computed from (issue: scopes)."""
     for rtype in FACT_TYPES:
         service.require(rtype, "r", *extra)
@@ -148,7 +156,7 @@ def patients_facts(
         return reader.patient_names(patient_ids), dict(reader.facts(patient_ids))
 
 
-def _data_version(session: Session, tenant: str) -> tuple[Any, ...]:
+def data_version(session: Session, tenant: str) -> tuple[Any, ...]:
     """The latest change to each fact-bearing type of the tenant (one index probe per type; a
     delete changes it too, being a new version). Read where the facts are read, so that a replica's
     results are cached under the replica's version."""
@@ -178,7 +186,7 @@ def patient_billing(
 def _patient_facts(service: ResourceService, patient_id: str, interaction: str) -> PatientFacts:
     """One live patient's facts, read from the primary after the scope checks, audited as a read
     (``interaction``) of the patient."""
-    _require_facts(service)
+    require_facts(service)
     reader = FactReader(service.session, service.tenant)
     service.audit("R", interaction, "Patient", patient_id)
     if not reader.live_patient_ids([patient_id]):
@@ -216,7 +224,7 @@ def month_billing(service: ResourceService, settings: Settings, month: Month) ->
 
 def begin_month_billing(service: ResourceService) -> None:
     """What every month-wide billing read does first: the scope checks, the audit row, the metric."""
-    _require_facts(service, "s")
+    require_facts(service, "s")
     service.audit("E", "billing-month")
     BILLING_RUNS.labels("month").inc()
 
@@ -232,7 +240,7 @@ def month_billing_run(service: ResourceService, settings: Settings, month: Month
             return MonthRun.of(list(_billed_months(reader, settings, month, on)))
 
         key = (service.tenant, str(month), on)
-        return MONTHS.get(key, _data_version(session, service.tenant), compute)
+        return MONTHS.get(key, data_version(session, service.tenant), compute)
 
 
 def stream_month_billing(
@@ -277,7 +285,7 @@ def patient_care_status(
 
 def sorted_registry(service: ResourceService, settings: Settings, as_of: date) -> SortedRegistry:
     """Care status of every patient in care, in urgency order (audited as one registry read)."""
-    _require_facts(service, "s")
+    require_facts(service, "s")
     service.audit("E", "registry")
     with month_wide_reads(service) as session:
         reader = FactReader(session, service.tenant)
@@ -289,7 +297,7 @@ def sorted_registry(service: ResourceService, settings: Settings, as_of: date) -
                 _status(pid, facts.get(pid, PatientFacts()), as_of, settings) for pid in patient_ids
             )
 
-        return REGISTRIES.get((service.tenant, as_of), _data_version(session, service.tenant), compute)
+        return REGISTRIES.get((service.tenant, as_of), data_version(session, service.tenant), compute)
 
 
 def safety_alerts(

@@ -11,6 +11,7 @@ extract facts once").
   row with item 9 and no score (safety_risk only).
 - Encounter: a time entry and any initiating-visit / APCM facts (``app.billing.facts``).
 - Consent and EpisodeOfCare: their billing facts.
+- Condition: a ``diagnosis_fact`` row when it is coded in a quality value set (``app.quality``).
 
 Fact rows are replaced on every version and removed with the resource. ``extract`` returns a
 ``FactPlan`` that the repository applies (it never writes itself); ``clear`` removes the old rows.
@@ -38,17 +39,19 @@ from app.measures.scoring import (
     score_questionnaire_response,
 )
 from app.notifications.subscriptions import MEASUREMENT_RECORDED, SAFETY_RISK
+from app.quality.diagnoses import diagnosis
+from app.quality.valuesets import ICD10_CM
 from app.resources.dates import parse_fhir_date
 from app.store.models import (
     Base,
     ConsentFactRow,
+    DiagnosisFactRow,
     EpisodeOfCareFactRow,
     MeasurementRow,
     ResourceToken,
     TimeEntryRow,
     VisitFactRow,
 )
-from app.store.search import ICD10_CM
 
 COCM_TAG_SYSTEM = "http://cocm-api.org/fhir/CodeSystem/cocm-tag"
 DERIVED_TAG = "derived-score"
@@ -193,6 +196,12 @@ def clear(session: Session, tenant: str, rtype: str, rid: str) -> list[tuple[str
                 EpisodeOfCareFactRow.tenant == tenant, EpisodeOfCareFactRow.episode_id == rid
             )
         )
+    elif rtype == "Condition":
+        session.execute(
+            delete(DiagnosisFactRow).where(
+                DiagnosisFactRow.tenant == tenant, DiagnosisFactRow.condition_id == rid
+            )
+        )
     return derived
 
 
@@ -294,6 +303,26 @@ def extract(
                         "end": episode.end,
                         "finished": episode.finished,
                         "program": episode.program,
+                    },
+                )
+            )
+    elif rtype == "Condition":
+        found = diagnosis(data, rid, patient_id, zone)
+        if found is not None:
+            plan.rows.append(
+                (
+                    DiagnosisFactRow,
+                    {
+                        "tenant": tenant,
+                        "condition_id": rid,
+                        "patient_id": patient_id,
+                        "code": found.code,
+                        "display": found.display,
+                        "category": found.category,
+                        "onset": found.onset,
+                        "abatement": found.abatement,
+                        "clinically_active": found.clinically_active,
+                        "refuted": found.refuted,
                     },
                 )
             )

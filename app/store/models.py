@@ -11,7 +11,7 @@ Resource ids are unique across tenants (api.md, Access and tenants): ``uq_resour
 - ``resource_token``: other token search values (Observation ``code``, ``derived-from``,
   QuestionnaireResponse ``questionnaire``).
 - Fact tables extracted in the same transaction as the write: ``measurement``, ``time_entry``,
-  ``consent_fact``, ``episode_of_care_fact``, ``visit_fact``. They are rewritten with their
+  ``consent_fact``, ``episode_of_care_fact``, ``visit_fact``, ``diagnosis_fact``. They are rewritten with their
   resource on update and removed on delete.
 - The notification outbox: ``subscription_state`` (one row per Subscription, kept across its
   versions) and ``subscription_event`` (events, written with the data that raised them).
@@ -205,6 +205,24 @@ class VisitFactRow(Base):
     code: Mapped[str] = mapped_column(String(32), primary_key=True)
     patient_id: Mapped[str] = mapped_column(String(RID))
     on_date: Mapped[date] = mapped_column(Date)
+
+
+class DiagnosisFactRow(Base):
+    """A Condition coded in a quality value set (``app.domain.Diagnosis``)."""
+
+    __tablename__ = "diagnosis_fact"
+    __table_args__ = (Index("ix_diagnosis_fact_patient", "tenant", "patient_id"),)
+
+    tenant: Mapped[str] = mapped_column(String(TENANT), primary_key=True)
+    condition_id: Mapped[str] = mapped_column(String(RID), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(String(RID))
+    code: Mapped[str] = mapped_column(String(16))  # ICD-10-CM with its dot
+    display: Mapped[str | None] = mapped_column(Text)
+    category: Mapped[str] = mapped_column(String(16))  # depression, exclusion
+    onset: Mapped[date | None] = mapped_column(Date)
+    abatement: Mapped[date | None] = mapped_column(Date)
+    clinically_active: Mapped[bool] = mapped_column(Boolean)
+    refuted: Mapped[bool] = mapped_column(Boolean)
 
 
 class AuditEventRow(Base):

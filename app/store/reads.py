@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 from sqlalchemy import ColumnElement, Row, Select, func, select
@@ -18,16 +19,20 @@ from sqlalchemy.orm import Session
 
 from app.domain import (
     ConsentFact,
+    Diagnosis,
     EpisodeOfCareFact,
     Measurement,
     PatientFacts,
+    Person,
     Program,
     TimeEntry,
     VisitFact,
 )
+from app.quality.diagnoses import person
 from app.store.models import (
     Base,
     ConsentFactRow,
+    DiagnosisFactRow,
     EpisodeOfCareFactRow,
     MeasurementRow,
     Resource,
@@ -150,7 +155,36 @@ class FactReader:
                     tuple(orjson.loads(m.warnings)),
                 )
             )
+        for d in self._rows(DiagnosisFactRow, ids):
+            out[d.patient_id].diagnoses.append(
+                Diagnosis(
+                    d.patient_id,
+                    d.code,
+                    d.display,
+                    "exclusion" if d.category == "exclusion" else "depression",
+                    d.onset,
+                    d.abatement,
+                    d.clinically_active,
+                    d.refuted,
+                    f"Condition/{d.condition_id}",
+                )
+            )
         return out
+
+    def people(self, patient_ids: Sequence[str], zone: ZoneInfo) -> dict[str, Person]:
+        """Birth and death of each patient, from the stored Patient JSON (the quality measures);
+        read like ``_rows``: by chunks, or the whole tenant in one pass when most of it is asked for."""
+        query = select(Resource.id, Resource.content).where(*self._live_patients())
+        wanted = set(patient_ids)
+        if len(patient_ids) > CHUNK and 2 * len(patient_ids) >= self._patient_count():
+            found = [(rid, content) for rid, content in self.session.execute(query) if rid in wanted]
+        else:
+            found = [
+                (rid, content)
+                for chunk in _chunks(sorted(wanted))
+                for rid, content in self.session.execute(query.where(Resource.id.in_(chunk)))
+            ]
+        return {rid: person(orjson.loads(content), zone) for rid, content in found}
 
     def patient_names(self, patient_ids: Sequence[str]) -> dict[str, str | None]:
         """A display name per patient from the stored Patient JSON (only for a page of rows)."""

@@ -28,6 +28,7 @@ from sqlalchemy import ColumnElement, and_, exists, or_, select
 from sqlalchemy.orm import InstrumentedAttribute
 
 from app.errors import InvalidInput, Issue
+from app.quality.valuesets import ICD10_CM
 from app.resources.dates import parse_fhir_date
 from app.store.models import Resource, ResourceIdentifier, ResourceToken
 
@@ -38,7 +39,6 @@ TOKEN_PARAMS: dict[str, tuple[str, ...]] = {
     "Subscription": ("url", "criteria"),  # notifications.md: channel.endpoint and the topic
     "Condition": ("code",),  # ICD-10-CM also without its dot (ICD10_CM)
 }
-ICD10_CM = "http://hl7.org/fhir/sid/icd-10-cm"
 REFERENCE_TOKENS = {"derived-from"}
 RESULT_PARAMS = {"_count", "_cursor", "_format", "_pretty", "_summary", "_total", "_elements"}
 

@@ -128,6 +128,7 @@ def test_api_md_example() -> None:
             "GAD-7": None,
         },
         "flags": ["not_improving", "case_review_due"],
+        "diagnoses": [],
     }
 
 
@@ -142,6 +143,7 @@ def test_not_enrolled_json() -> None:
         "last_contact": None,
         "measures": {"PHQ-9": None, "GAD-7": None},
         "flags": [],
+        "diagnoses": [],
     }
 
 

@@ -199,6 +199,7 @@ def test_metadata_lists_the_supported_types(client: TestClient) -> None:
         "Subscription",
         "Condition",
         "Questionnaire",
+        "Measure",
         "CarePlan",
         "ChargeItem",
         "AuditEvent",

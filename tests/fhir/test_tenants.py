@@ -30,7 +30,13 @@ OPEN_PATHS = {
 }
 
 # process-wide counters and the instrument definitions every tenant shares: no patient data
-NOT_TENANT_SCOPED = {"/metrics", "/fhir/Questionnaire", "/fhir/Questionnaire/{rid}"}
+NOT_TENANT_SCOPED = {
+    "/metrics",
+    "/fhir/Questionnaire",
+    "/fhir/Questionnaire/{rid}",
+    "/fhir/Measure",
+    "/fhir/Measure/{rid}",
+}
 
 
 class KeyedFhir(Fhir):
@@ -151,6 +157,13 @@ def _requests(ids: dict[str, str]) -> list[tuple[str, str, str, dict[str, Any] |
             None,
         ),
         ("/fhir/AuditEvent/{event_id}", "GET", "/fhir/AuditEvent/{audit_id}", None),
+        (
+            "/fhir/Measure/{rid}/$evaluate-measure",
+            "GET",
+            f"/fhir/Measure/cocm-follow-up-4w/$evaluate-measure?periodStart=2026-01-01&periodEnd=2026-12-31"
+            f"&subject=Patient/{pid}",
+            None,
+        ),
         (
             "/api/v1/patients/{patient_id}/billing",
             "GET",

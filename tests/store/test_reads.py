@@ -68,8 +68,8 @@ def test_one_pass_only_when_most_of_the_tenant_is_asked_for(
             most = len(statements)
         finally:
             event.remove(db, "before_cursor_execute", seen)
-    assert few == 5 * 2  # five tables, two IN lists each (chunks of 2)
-    assert most == 5  # five tables, one pass each
+    assert few == 6 * 2  # six tables, two IN lists each (chunks of 2)
+    assert most == 6  # six tables, one pass each
 
 
 def test_the_tenant_size_is_counted_when_not_yet_known(
@@ -92,4 +92,4 @@ def test_the_tenant_size_is_counted_when_not_yet_known(
             event.remove(db, "before_cursor_execute", seen)
     assert reader.patient_count == 8
     selects = [s for s in statements if s.startswith("SELECT")]  # SQLite also sends its BEGIN
-    assert len(selects) == 1 + 5  # the count, then five tables in one pass each
+    assert len(selects) == 1 + 6  # the count, then six tables in one pass each
