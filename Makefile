@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test test-postgres lint format openapi check-openapi check-migrations check fuzz bench bench-notify
+.PHONY: install run test test-postgres lint format openapi check-openapi check-migrations check fuzz bench bench-notify bench-quality
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,10 @@ fuzz: install  ## a longer schemathesis + Hypothesis run than the one in `make t
 bench: install  ## wrk against uvicorn subprocesses -> benchmarks/RESULTS.md (BENCH_DB=sqlite|postgresql|both)
 	$(BIN)/python benchmarks/run.py --database $(BENCH_DB)
 	$(BIN)/python benchmarks/notify.py --database $(BENCH_DB)
+	$(BIN)/python benchmarks/quality.py --database $(BENCH_DB)
 
 bench-notify: install  ## commit-to-receiver latency of safety alerts -> benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/notify.py --database $(BENCH_DB)
+
+bench-quality: install  ## the four quality measures for 1,000 and 10,000 patients -> benchmarks/RESULTS.md
+	$(BIN)/python benchmarks/quality.py --database $(BENCH_DB)

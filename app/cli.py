@@ -6,6 +6,8 @@
   ``--if-empty`` loads it only into a tenant without patients (for ``make run``);
 - ``cocm billing --month YYYY-MM [--csv]``: the month-end billing run, a table and totals (or the
   API's CSV) on stdout, progress on stderr;
+- ``cocm quality --period-start --period-end [--csv]``: the quality measures (``app.quality``), a
+  table or one CSV row per measure, group and population;
 - ``cocm import FILE``: an NDJSON or Bundle file loaded in batches, resumable (``app.bulk``);
 - ``cocm notify``: Subscription notifications delivered in a process of their own
   (``app.services.notify``).
@@ -17,6 +19,7 @@ and messages go to stderr, results to stdout, so ``cocm billing --csv > month.cs
 from __future__ import annotations
 
 import asyncio
+import csv as csv_module
 import logging
 import signal
 import sys
@@ -45,8 +48,11 @@ from sqlalchemy.orm import Session
 from app.api.render import billing_csv_rows
 from app.bulk import Failure, ImportAborted, import_file, import_service, progress_path
 from app.domain import Actor, BillingMonth, Month
+from app.errors import InvalidInput
 from app.observability import configure_logging
+from app.quality.measures import MEASURES, POPULATIONS
 from app.services.notify import Dispatcher
+from app.services.quality import evaluate_measures, parse_period, this_year
 from app.services.reports import month_billing, today
 from app.services.resources import ResourceService
 from app.services.uow import transact
@@ -138,6 +144,11 @@ def demo(
     patients: int = typer.Option(200, min=1, help="number of patients"),
     months: int = typer.Option(6, min=1, max=24, help="months of history, ending today"),
     seed: int = typer.Option(7, help="random seed: the same seed is the same clinic"),
+    alumni: int | None = typer.Option(
+        None,
+        min=0,
+        help="patients treated 13-26 months ago (quality history); default a quarter of --patients",
+    ),
     tenant: str = TenantOption,
     if_empty: bool = typer.Option(False, "--if-empty", help="load only when the tenant has no patient"),
 ) -> None:
@@ -158,7 +169,10 @@ def demo(
             if has_patient is not None:
                 typer.echo(f"tenant {tenant!r} has patients already: demo not loaded")
                 return
-        bundles = clinic(today(settings), settings.zone, patients=patients, months=months, seed=seed)
+        past = patients // 4 if alumni is None else alumni
+        bundles = clinic(
+            today(settings), settings.zone, patients=patients, months=months, seed=seed, alumni=past
+        )
         service = demo_service(session, settings, tenant)
         with _bar() as progress:
             task = progress.add_task("demo clinic", total=len(bundles))
@@ -197,6 +211,65 @@ def billing(
         sys.stdout.flush()
         return
     _print_billing(parsed, months, names)
+
+
+@cli.command()
+def quality(
+    period_start: str | None = typer.Option(None, help="YYYY-MM-DD; default January 1 of this year"),
+    period_end: str | None = typer.Option(None, help="YYYY-MM-DD; default December 31 of this year"),
+    csv: bool = typer.Option(False, "--csv", help="one CSV row per measure, group and population"),
+    tenant: str = TenantOption,
+) -> None:
+    """The quality measures (quality.md) for a period: each group's populations, rate and target."""
+    settings = load_settings()
+    try:
+        period = parse_period(
+            period_start, period_end, ("--period-start", "--period-end"), this_year(settings)
+        )
+    except InvalidInput as exc:
+        raise typer.BadParameter(exc.issues[0].diagnostics) from None
+    with _session(settings) as (_, session):
+        service = ResourceService(session, tenant, settings.zone, Actor("cli:quality"))
+        results, _ = transact(
+            service, lambda: evaluate_measures(service, settings, [period], list(MEASURES.values()))
+        )
+    if csv:
+        writer = csv_module.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(
+            ["period_start", "period_end", "measure", "group", "population", "count", "score", "target"]
+        )
+        for result in results[0]:
+            target = settings.target(result.measure.id)
+            for group in result.groups:
+                for code in POPULATIONS:
+                    writer.writerow(
+                        [
+                            period.start.isoformat(),
+                            period.end.isoformat(),
+                            result.measure.id,
+                            group.code or "",
+                            code,
+                            group.count(code),
+                            "" if group.score is None else str(group.score),
+                            "" if target is None else target,
+                        ]
+                    )
+        sys.stdout.flush()
+        return
+    table = Table(title=f"CoCM program quality {period.start.isoformat()} to {period.end.isoformat()}")
+    for name in ("measure", "group", "initial", "denominator", "exclusions", "numerator", "rate", "target"):
+        table.add_column(name, justify="left" if name in {"measure", "group"} else "right")
+    for result in results[0]:
+        target = settings.target(result.measure.id)
+        for group, definition in zip(result.groups, result.measure.groups, strict=True):
+            table.add_row(
+                result.measure.id,
+                definition.title,
+                *(str(group.count(code)) for code in POPULATIONS),
+                "—" if group.score is None else f"{float(group.score) * 100:.1f}%",
+                "—" if target is None else f"{target * 100:.0f}%",
+            )
+    _stdout().print(table)
 
 
 def _print_billing(month: Month, months: list[BillingMonth], names: dict[str, str | None]) -> None:

@@ -28,6 +28,14 @@ Choices:
   cancelled (stored, not counted) and some months include the psychiatric consultant's own time
   (not counted by default). A few patients have no consent or no initiating visit on file, so
   the billing blockers show up too.
+- **Diagnoses.** Nearly every enrolled patient has a depression diagnosis on the problem list
+  (ICD-10-CM, one in five as SNOMED CT), dated up to three months before enrolment; about one in
+  sixteen also has an exclusion (bipolar II, borderline personality disorder, palliative care), so
+  the quality measures' exclusions show up. Drawn from a stream of their own, so adding them left
+  the rest of each patient unchanged.
+- **Alumni.** ``alumni`` more patients were treated 13 to 26 months ago: an episode of 5 to 9
+  months ending in discharge and, for most, a PHQ-9 at the twelve-month check (Bauer 2015), so the
+  twelve-month remission and 4-8-month response measures have a denominator this year.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ from sqlalchemy.orm import Session
 from app.billing.codes import ACTIVITY_SYSTEM, CPT, HCPCS
 from app.domain import Actor
 from app.measures.instruments import ANSWERS, DIFFICULTY_ANSWERS, GAD7, LOINC_SYSTEM, PHQ9, Instrument
+from app.quality.valuesets import ICD10_CM, SNOMED_CT
 from app.services.bundles import process_bundle
 from app.services.resources import ResourceService
 from app.settings import DEFAULT_TENANT, Settings
@@ -85,6 +94,22 @@ FAMILY = (
     "Kim", "Mensah", "Novak", "Rossi", "Tanaka", "Walker", "Yilmaz", "Dubois", "Ortiz", "Ibrahim",
     "Larsen", "Moreau", "Singh", "Costa", "Ahmed", "Brown", "Fischer", "Lopez", "Murphy",
 )  # fmt: skip
+DEPRESSION_CODES = (
+    ("F32.1", "Major depressive disorder, single episode, moderate"),
+    ("F32.2", "Major depressive disorder, single episode, severe without psychotic features"),
+    ("F32.A", "Depression, unspecified"),
+    ("F33.0", "Major depressive disorder, recurrent, mild"),
+    ("F33.1", "Major depressive disorder, recurrent, moderate"),
+    ("F34.1", "Dysthymic disorder"),
+)
+EXCLUSION_CODES = (
+    ("F31.81", "Bipolar II disorder"),
+    ("F60.3", "Borderline personality disorder"),
+    ("Z51.5", "Encounter for palliative care"),
+)
+CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+CONDITION_VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+CONDITION_CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
 CARE_MANAGERS = (("demo-bhcm-1", "Jordan Lee, LCSW"), ("demo-bhcm-2", "Sam Ortega, RN"))
 CONSULTANT = ("demo-psych-1", "Dr. Morgan Hale, MD")
 
@@ -103,10 +128,19 @@ class Event:
 
 
 def clinic(
-    today: date, zone: ZoneInfo, *, patients: int = 200, months: int = 6, seed: int = 7
+    today: date, zone: ZoneInfo, *, patients: int = 200, months: int = 6, seed: int = 7, alumni: int = 0
 ) -> list[dict[str, Any]]:
-    """The clinic as transaction Bundles, one per patient (Patient first, then everything else)."""
-    return [patient_bundle(n, today, zone, months=months, seed=seed) for n in range(1, patients + 1)]
+    """The clinic as transaction Bundles, one per patient (Patient first, then everything else);
+    the ``alumni`` (treated more than a year ago) after the current patients."""
+    return [patient_bundle(n, today, zone, months=months, seed=seed) for n in range(1, patients + 1)] + [
+        alumnus_bundle(n, today, zone, seed=seed) for n in range(1, alumni + 1)
+    ]
+
+
+def alumnus_bundle(n: int, today: date, zone: ZoneInfo, *, seed: int = 7) -> dict[str, Any]:
+    """Alumnus number ``n``: treated 13 to 26 months before ``today`` (module docstring)."""
+    rng = random.Random(f"cocm-demo:{seed}:alumnus:{n}")  # noqa: S311 (synthetic data, not security)
+    return _Generator(rng, f"{seed}-a{n:04d}", today, zone, 6).alumnus()
 
 
 def patient_bundle(n: int, today: date, zone: ZoneInfo, *, months: int = 6, seed: int = 7) -> dict[str, Any]:
@@ -126,6 +160,7 @@ class _Generator:
         self.window = max(14, round(months * 30.44))
         self.entries: list[dict[str, Any]] = []
         self.patient_url = self._full_url("patient")
+        self.dx_rng = random.Random(f"cocm-demo:{key}:diagnoses")  # noqa: S311 (synthetic data)
 
     # ------------------------------------------------------------ helpers
     def _full_url(self, what: str) -> str:
@@ -168,6 +203,8 @@ class _Generator:
             start = self._weekday(self.today - timedelta(days=rng.randint(120, max(121, self.window - 1))))
         if trajectory == "disengaged" and (self.today - start).days < 90:
             start = self._weekday(self.today - timedelta(days=rng.randint(90, max(91, self.window - 1))))
+        if trajectory != "screened" or self.dx_rng.random() < 0.5:
+            self._diagnoses(start)
         if trajectory == "screened":
             baseline = rng.randint(5, 16)
             self._questionnaire(PHQ9, Event("phq9", start, score=baseline, item9=0), "phq9-1")
@@ -183,7 +220,35 @@ class _Generator:
             )
         if trajectory == "disengaged":
             end = self._weekday(self.today - timedelta(days=rng.randint(36, 63)))
-        events = self._scores(trajectory, start, end) + self._time(start, end)
+        self._emit(self._scores(trajectory, start, end) + self._time(start, end))
+        if trajectory == "discharged":
+            self._episode(start, end, "finished")
+        elif rng.random() < 0.25:
+            self._episode(start, None, "active")
+        return self._as_bundle()
+
+    def alumnus(self) -> dict[str, Any]:
+        """A patient treated 13 to 26 months ago, discharged after 5 to 9 months, most with a
+        PHQ-9 at the twelve-month check."""
+        rng = self.rng
+        trajectory = _weighted(rng, (("improve", 50), ("partial", 25), ("stall", 25)))
+        self._patient()
+        start = self._weekday(self.today - timedelta(days=rng.randint(395, 790)))
+        self._diagnoses(start)
+        self._consent(start - timedelta(days=rng.randint(0, 3)))
+        self._visit(self._weekday(start - timedelta(days=rng.randint(0, 28))))
+        end = self._weekday(start + timedelta(days=rng.randint(150, 280)))
+        events = self._scores(trajectory, start, end)
+        check = self._weekday(start + timedelta(days=365 + rng.randint(-45, 45)))
+        if rng.random() < 0.75 and check < self.today:
+            low, high = {"improve": (0, 7), "partial": (4, 13), "stall": (9, 22)}[trajectory]
+            events.append(Event("phq9", check, score=rng.randint(low, high)))
+        self._emit(events + self._time(start, end))
+        self._episode(start, end, "finished")
+        return self._as_bundle()
+
+    def _emit(self, events: list[Event]) -> None:
+        """The events as resources, in date order."""
         events.sort(key=lambda e: (e.day, e.kind))
         counters: dict[str, int] = {}
         for event in events:
@@ -193,11 +258,39 @@ class _Generator:
                 self._encounter(event, suffix)
             else:
                 self._questionnaire(PHQ9 if event.kind == "phq9" else GAD7, event, suffix)
-        if trajectory == "discharged":
-            self._episode(start, end, "finished")
-        elif rng.random() < 0.25:
-            self._episode(start, None, "active")
-        return self._as_bundle()
+
+    def _diagnoses(self, start: date) -> None:
+        """A depression diagnosis, and now and then an exclusion (module docstring)."""
+        rng = self.dx_rng
+        if rng.random() < 0.95:
+            code, display = rng.choice(DEPRESSION_CODES)
+            coding = (
+                {"system": SNOMED_CT, "code": "370143000", "display": "Major depressive disorder"}
+                if rng.random() < 0.2
+                else {"system": ICD10_CM, "code": code, "display": display}
+            )
+            self._condition(coding, start - timedelta(days=rng.randint(0, 90)), "depression")
+        if rng.random() < 0.0625:
+            code, display = rng.choice(EXCLUSION_CODES)
+            onset = start + timedelta(days=rng.randint(-400, 200))
+            if onset < self.today:
+                self._condition({"system": ICD10_CM, "code": code, "display": display}, onset, "exclusion")
+
+    def _condition(self, coding: dict[str, str], onset: date, suffix: str) -> None:
+        self._add(
+            {
+                "resourceType": "Condition",
+                "clinicalStatus": {"coding": [{"system": CONDITION_CLINICAL, "code": "active"}]},
+                "verificationStatus": {"coding": [{"system": CONDITION_VERIFICATION, "code": "confirmed"}]},
+                "category": [{"coding": [{"system": CONDITION_CATEGORY, "code": "problem-list-item"}]}],
+                "code": {"coding": [coding]},
+                "subject": self._subject(),
+                "onsetDateTime": onset.isoformat(),
+                "recordedDate": onset.isoformat(),
+            },
+            "condition",
+            suffix,
+        )
 
     def _as_bundle(self) -> dict[str, Any]:
         return {"resourceType": "Bundle", "type": "transaction", "entry": self.entries}

@@ -37,6 +37,7 @@ from app.services.notify import Dispatcher
 from app.settings import Settings, SettingsError, load_settings
 from app.store.db import make_engine, make_sessionmaker, write_lock
 from app.store.migrate import current_revision, head_revision
+from app.web.quality import router as quality_pages_router
 from app.web.routes import router as web_router
 
 log = logging.getLogger("cocm")
@@ -224,6 +225,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(fhir_router)
     app.include_router(api_router)
     app.include_router(web_router)
+    app.include_router(quality_pages_router)
     return app
 
 

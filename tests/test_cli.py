@@ -64,25 +64,26 @@ def test_migrate_is_idempotent(env: Engine) -> None:
 def test_demo_loads_once(env: Engine) -> None:
     result = cocm("demo", "--patients", "12")
     assert result.exit_code == 0, result.output
-    assert "12 patients loaded, 0 already there" in result.stdout
-    assert patients(env) == 12
+    assert "15 patients loaded, 0 already there" in result.stdout  # 12 and 3 alumni (a quarter)
+    assert patients(env) == 15
+    assert count_rows(env, "diagnosis_fact") > 10
     rows = count_rows(env, "resource_version")
     assert count_rows(env, "time_entry") > 50
     assert count_rows(env, "measurement") > 20  # responses scored on the way in
 
     again = cocm("demo", "--patients", "12")
     assert again.exit_code == 0, again.output
-    assert "0 patients loaded, 12 already there" in again.stdout
+    assert "0 patients loaded, 15 already there" in again.stdout
     assert count_rows(env, "resource_version") == rows
 
     skipped = cocm("demo", "--patients", "20", "--if-empty")
     assert skipped.exit_code == 0
     assert "demo not loaded" in skipped.stdout
-    assert patients(env) == 12
+    assert patients(env) == 15
 
-    other = cocm("demo", "--patients", "3", "--if-empty", "--tenant", "clinic-b")
+    other = cocm("demo", "--patients", "3", "--alumni", "0", "--if-empty", "--tenant", "clinic-b")
     assert "3 patients loaded" in other.stdout
-    assert patients(env, "clinic-b") == 3 and patients(env) == 12
+    assert patients(env, "clinic-b") == 3 and patients(env) == 15
 
 
 # ------------------------------------------------------------------ billing

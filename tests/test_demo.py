@@ -17,7 +17,9 @@ from app.demo import ID_SYSTEM, LoadResult, clinic, demo_service, load, patient_
 from app.domain import Month
 from app.measures.instruments import ANSWERS, GAD7, PHQ9
 from app.measures.scoring import score_questionnaire_response
+from app.quality.measures import MEASURES, Period
 from app.resources.validation import validate_resource
+from app.services.quality import evaluate_measures
 from app.services.reports import month_billing, sorted_registry, today
 from app.services.uow import transact
 from app.settings import Settings
@@ -200,3 +202,27 @@ def test_loading_twice_writes_nothing(loaded: tuple[Settings, LoadResult, Engine
         )
     assert again == LoadResult(loaded=0, present=200)
     assert {t: count_rows(engine, t) for t in before} == before
+
+
+def test_the_demo_gives_every_quality_measure_a_denominator(
+    database_url: str, migrated_engine: Engine
+) -> None:
+    """Diagnoses (most depression, a few exclusions) and alumni treated 13-26 months ago: over the
+    twelve months to today every measure has patients in and out of its numerator."""
+    _empty_tables(migrated_engine)
+    settings = Settings(database_url=database_url, timezone="America/Chicago")
+    on = today(settings)
+    bundles = clinic(on, settings.zone, patients=60, alumni=40)
+    conditions = [r for r in resources(bundles) if r["resourceType"] == "Condition"]
+    assert len(conditions) > 80
+    with make_sessionmaker(migrated_engine)() as session:
+        service = demo_service(session, settings)
+        load(service, settings, bundles)
+        period = Period(on - timedelta(days=365), on)
+        results, _ = transact(
+            service, lambda: evaluate_measures(service, settings, [period], list(MEASURES.values()))
+        )
+    _empty_tables(migrated_engine)
+    for result in results[0]:
+        for group in result.groups:
+            assert 0 < group.count("numerator") < group.count("denominator"), (result.measure.id, group)

@@ -14,10 +14,18 @@ from fastapi.responses import StreamingResponse
 
 from app.api.params import parse_as_of, parse_month
 from app.api.render import billing_csv_rows, billing_json
-from app.api.schemas import BillingMonthOut, BillingPageOut, CareStatusOut, RegistryPageOut, documented
+from app.api.schemas import (
+    BillingMonthOut,
+    BillingPageOut,
+    CareStatusOut,
+    QualityOut,
+    RegistryPageOut,
+    documented,
+)
 from app.deps import ServiceDep, SettingsDep
 from app.errors import InvalidInput, Issue
 from app.resources import cursor as cursor_codec
+from app.services.quality import parse_period, quality_json, this_year
 from app.services.reports import (
     begin_month_billing,
     month_billing_run,
@@ -123,6 +131,28 @@ def care_status(
     day = parse_as_of(as_of, settings)
     result = transact(service, lambda: patient_care_status(service, settings, patient_id, day))
     return result.to_json()
+
+
+@router.get(
+    "/quality",
+    summary="The quality measures for a period and its quarters",
+    response_model=None,
+    responses=documented(QualityOut, 400),
+)
+def quality(
+    service: ServiceDep,
+    settings: SettingsDep,
+    period_start: Annotated[
+        str | None, Query(description="YYYY-MM-DD; default January 1 of this year")
+    ] = None,
+    period_end: Annotated[
+        str | None, Query(description="YYYY-MM-DD; default December 31 of this year")
+    ] = None,
+) -> dict[str, Any]:
+    """Every measure of quality.md (populations, score per group, the program's target) for the
+    period, and the same for each calendar quarter it touches (cut to the period): the trend."""
+    period = parse_period(period_start, period_end, ("period_start", "period_end"), this_year(settings))
+    return transact(service, lambda: quality_json(service, settings, period))
 
 
 @router.get(

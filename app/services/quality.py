@@ -18,7 +18,7 @@ from typing import Any
 from app.domain import PatientFacts
 from app.errors import InvalidInput, Issue, NotFound
 from app.quality.measures import MEASURES, MeasureDefinition, MeasureResult, Period, evaluate
-from app.services.reports import ResultCache, data_version, month_wide_reads, require_facts
+from app.services.reports import ResultCache, data_version, month_wide_reads, require_facts, today
 from app.services.resources import ResourceService
 from app.settings import Settings
 from app.store.reads import FactReader
@@ -35,11 +35,16 @@ class QualityFacts:
 FACTS: ResultCache[QualityFacts] = ResultCache(size=4)
 
 
-def parse_period(start: str | None, end: str | None, names: tuple[str, str]) -> Period:
-    """A period from two ``YYYY-MM-DD`` parameters: 400 naming the parameter when one is missing or
-    malformed, or when the period is reversed."""
+def parse_period(
+    start: str | None, end: str | None, names: tuple[str, str], default: Period | None = None
+) -> Period:
+    """A period from two ``YYYY-MM-DD`` parameters: 400 naming the parameter when one is missing
+    (and there is no ``default`` for it) or malformed, or when the period is reversed."""
     days: list[date] = []
-    for value, name in zip((start, end), names, strict=True):
+    for position, (value, name) in enumerate(zip((start, end), names, strict=True)):
+        if value is None and default is not None:
+            days.append((default.start, default.end)[position])
+            continue
         if value is None:
             raise InvalidInput(Issue(f"{name} is required (YYYY-MM-DD)", "required", expression=(name,)))
         try:
@@ -55,6 +60,12 @@ def parse_period(start: str | None, end: str | None, names: tuple[str, str]) -> 
 
 def _bad() -> date:
     raise ValueError("not a date")
+
+
+def this_year(settings: Settings) -> Period:
+    """The dashboards' default period: the calendar year of today in the clinic time zone."""
+    year = today(settings).year
+    return Period(date(year, 1, 1), date(year, 12, 31))
 
 
 def measure(measure_id: str) -> MeasureDefinition:

@@ -266,7 +266,9 @@ def _codes_text(codes: Sequence[CodeUnits]) -> str:
 # --- pages ---------------------------------------------------------------------------------------
 
 
-def _page(request: Request, template: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
+def render_page(
+    request: Request, template: str, context: dict[str, Any], status_code: int = 200
+) -> HTMLResponse:
     response = templates.TemplateResponse(
         request,
         template,
@@ -277,8 +279,8 @@ def _page(request: Request, template: str, context: dict[str, Any], status_code:
     return response
 
 
-def _bad_request(request: Request, message: str) -> HTMLResponse:
-    return _page(request, "error.html", {"title": "Bad request", "message": message}, 400)
+def bad_request(request: Request, message: str) -> HTMLResponse:
+    return render_page(request, "error.html", {"title": "Bad request", "message": message}, 400)
 
 
 @router.get("/registry", response_class=HTMLResponse)
@@ -296,13 +298,13 @@ def registry_view(
     try:
         day = parse_as_of(as_of or None, settings)
     except InvalidInput as exc:
-        return _bad_request(request, exc.issues[0].diagnostics)
+        return bad_request(request, exc.issues[0].diagnostics)
     flag = flag or None  # an empty select option means "any"
     status = status or None
     try:  # the same checks as the registry itself, before anything is read
         registry_page([], flag=flag, status=status, cursor=cursor, limit=limit)
     except ValueError as exc:  # unknown flag or status, malformed cursor (names the parameter only)
-        return _bad_request(request, str(exc))
+        return bad_request(request, str(exc))
     month = Month.of(day)
 
     def work() -> tuple[list[RegistryRow], str | None]:
@@ -331,7 +333,7 @@ def registry_view(
         return rows, next_cursor
 
     rows, next_cursor = transact(service, work)
-    return _page(
+    return render_page(
         request,
         "registry.html",
         {
@@ -357,7 +359,7 @@ def billing_view(
     try:
         parsed = parse_month(month or None, settings)
     except InvalidInput as exc:
-        return _bad_request(request, exc.issues[0].diagnostics)
+        return bad_request(request, exc.issues[0].diagnostics)
 
     def work() -> tuple[list[BillingMonth], dict[str, str | None]]:
         months = month_billing(service, settings, parsed)
@@ -369,7 +371,7 @@ def billing_view(
     for item in months:
         for code in item.codes:
             totals[code.code] = totals.get(code.code, 0) + code.units
-    return _page(
+    return render_page(
         request,
         "billing.html",
         {

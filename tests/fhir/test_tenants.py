@@ -176,6 +176,15 @@ def _requests(ids: dict[str, str]) -> list[tuple[str, str, str, dict[str, Any] |
         ("/api/v1/registry", "GET", "/api/v1/registry?as_of=2026-01-31", None),
         ("/registry", "GET", "/registry?as_of=2026-01-31", None),
         ("/registry/billing", "GET", "/registry/billing?month=2026-01", None),
+        ("/api/v1/quality", "GET", "/api/v1/quality?period_start=2026-01-01&period_end=2026-12-31", None),
+        ("/registry/quality", "GET", "/registry/quality?period_start=2026-01-01&period_end=2026-12-31", None),
+        (  # tenant A's patient is in this denominator (an episode starting 2026-01-05): B's is empty
+            "/registry/quality/patients",
+            "GET",
+            "/registry/quality/patients?measure=cocm-follow-up-4w&population=denominator"
+            "&period_start=2026-01-01&period_end=2026-12-31",
+            None,
+        ),
     ]
 
 

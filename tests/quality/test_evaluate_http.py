@@ -171,3 +171,14 @@ def test_every_measure_is_served_valid_and_evaluates_valid(clinic: Clinic, measu
 def test_measures_cannot_be_written(clinic: Clinic) -> None:
     served = clinic.fhir.get("Measure/cocm-follow-up-4w").json()
     assert clinic.fhir.put("Measure/cocm-follow-up-4w", served).status_code == 405
+
+
+def test_individual_reports_sum_to_the_summary(clinic: Clinic) -> None:
+    pids = [depressed(clinic, 3), depressed(clinic, 12), depressed(clinic, None), clinic.fhir.patient()]
+    clinic.fhir.create(condition(pids[1], "Z51.5", onset="2025-03-01"))
+    summary = counts(evaluate(clinic, "depression-remission-12m").json())
+    individual = [
+        counts(evaluate(clinic, "depression-remission-12m", subject=f"Patient/{pid}").json()) for pid in pids
+    ]
+    assert {code: sum(c[code] for c in individual) for code in summary} == summary
+    assert summary == {"initial-population": 3, "denominator": 3, "denominator-exclusion": 1, "numerator": 1}
