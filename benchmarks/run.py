@@ -115,7 +115,11 @@ def machine() -> dict[str, str]:
     with contextlib.suppress(OSError, ValueError, IndexError):
         kib = int(Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0])
         memory = f"{kib / 1024 / 1024:.1f} GiB"
-    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
+    wrk_version = (
+        subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
+        if shutil.which("wrk")
+        else None
+    )
     versions = subprocess.run(
         [
             str(BIN / "python"),

@@ -121,16 +121,16 @@ def active_days(entries: Sequence[TimeEntry], config: BillingConfig, as_of: date
     """Sorted distinct local dates of counted entries, with seconds, in months with counted minutes,
     up to ``as_of``."""
     zone = ZoneInfo(config.timezone)
-    seconds: dict[Month, int] = defaultdict(int)
+    seconds: dict[int, int] = defaultdict(int)  # by month index (a plain int: this loop is hot)
     days: set[date] = set()
     for entry in distinct_entries(entries):
         day = local_date(entry, zone)
         if day > as_of or not is_counted(entry, config):
             continue
-        seconds[Month.of(day)] += entry.seconds
+        seconds[_month_index(day)] += entry.seconds
         if entry.seconds > 0:
             days.add(day)
-    return sorted(day for day in days if seconds[Month.of(day)] >= 60)
+    return sorted(day for day in days if seconds[_month_index(day)] >= 60)
 
 
 def find_episodes(
@@ -177,7 +177,7 @@ def find_episodes(
         if (
             following is not None
             and following in starts
-            and Month.of(following).index() - Month.of(segment[-1]).index() - 1 < rules.inactive_after_months
+            and _month_index(following) - _month_index(segment[-1]) - 1 < rules.inactive_after_months
         ):
             found = found[:-1]  # leads into a dated EpisodeOfCare: that episode starts at its start
         episodes += found
@@ -231,17 +231,26 @@ def _split(
     ``inactive_after`` empty months, ending at ``discharge`` or open."""
     episodes: list[Episode] = []
     current = start
-    last_active = Month.of(start)
+    last_active = _month_index(start)
     for day in days:
-        month = Month.of(day)
-        if month.index() - last_active.index() - 1 >= inactive_after:
-            episodes.append(Episode(current, last_active.last_day, "inactive", program))
+        month = _month_index(day)
+        if month - last_active - 1 >= inactive_after:
+            episodes.append(Episode(current, _last_day(last_active), "inactive", program))
             current = day
         last_active = max(last_active, month)
-    if discharge is not None and Month.of(discharge).index() - last_active.index() - 1 < inactive_after:
+    if discharge is not None and _month_index(discharge) - last_active - 1 < inactive_after:
         episodes.append(Episode(current, discharge, "discharged", program))
-    elif discharge is not None or Month.of(as_of).index() - last_active.index() - 1 >= inactive_after:
-        episodes.append(Episode(current, last_active.last_day, "inactive", program))
+    elif discharge is not None or _month_index(as_of) - last_active - 1 >= inactive_after:
+        episodes.append(Episode(current, _last_day(last_active), "inactive", program))
     else:
         episodes.append(Episode(current, None, None, program))
     return episodes
+
+
+def _month_index(day: date) -> int:
+    """``Month.of(day).index()`` without building the Month (the episode loops are hot)."""
+    return day.year * 12 + day.month - 1
+
+
+def _last_day(index: int) -> date:
+    return Month(index // 12, index % 12 + 1).last_day

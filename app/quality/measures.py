@@ -35,17 +35,18 @@ Choices quality.md leaves open, recorded once:
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
+from functools import cached_property
 from typing import Final, Literal
 from zoneinfo import ZoneInfo
 
 from app.billing.episodes import distinct_entries, find_episodes, is_counted
 from app.billing.rules import episode_rules_for
-from app.domain import BillingConfig, Episode, Measurement, PatientFacts, TimeEntry
+from app.domain import BillingConfig, Episode, PatientFacts, TimeEntry
 
 PopulationCode = Literal["initial-population", "denominator", "denominator-exclusion", "numerator"]
 POPULATIONS: Final[tuple[PopulationCode, ...]] = (
@@ -250,39 +251,94 @@ class MeasureResult:
     groups: tuple[GroupResult, ...] = field(default=())
 
 
+def evaluate_all(
+    measures: Sequence[MeasureDefinition],
+    period: Period,
+    patients: Mapping[str, PatientFacts],
+    config: QualityConfig,
+) -> list[MeasureResult]:
+    """Each of ``measures`` over ``patients``: what the measures share of a patient (scores,
+    entries, episodes) is computed once per patient."""
+    members: list[list[dict[PopulationCode, list[str]]]] = [
+        [{p: [] for p in POPULATIONS} for _ in m.groups] for m in measures
+    ]
+    for patient_id in sorted(patients):
+        patient = _Patient(patients[patient_id], period, config)
+        for measure, found in zip(measures, members, strict=True):
+            for position, membership in enumerate(_run(measure, patient)):
+                for population, inside in membership.items():
+                    if inside:
+                        found[position][population].append(patient_id)
+    return [
+        MeasureResult(
+            measure,
+            period,
+            tuple(
+                GroupResult(group.code, {p: tuple(ids) for p, ids in group_members.items()})
+                for group, group_members in zip(measure.groups, found, strict=True)
+            ),
+        )
+        for measure, found in zip(measures, members, strict=True)
+    ]
+
+
 def evaluate(
     measure: MeasureDefinition, period: Period, patients: Mapping[str, PatientFacts], config: QualityConfig
 ) -> MeasureResult:
-    members: list[dict[PopulationCode, list[str]]] = [{p: [] for p in POPULATIONS} for _ in measure.groups]
-    for patient_id in sorted(patients):
-        for position, membership in enumerate(
-            evaluate_patient(measure, period, patients[patient_id], config)
-        ):
-            for population, inside in membership.items():
-                if inside:
-                    members[position][population].append(patient_id)
-    return MeasureResult(
-        measure,
-        period,
-        tuple(
-            GroupResult(group.code, {p: tuple(ids) for p, ids in found.items()})
-            for group, found in zip(measure.groups, members, strict=True)
-        ),
-    )
+    return evaluate_all([measure], period, patients, config)[0]
 
 
 def evaluate_patient(
     measure: MeasureDefinition, period: Period, facts: PatientFacts, config: QualityConfig
 ) -> list[Membership]:
     """One membership per group of ``measure``."""
+    return _run(measure, _Patient(facts, period, config))
+
+
+class _Patient:
+    """One patient as the measures of one period read them, each part computed once when needed."""
+
+    def __init__(self, facts: PatientFacts, period: Period, config: QualityConfig) -> None:
+        self.facts = facts
+        self.period = period
+        self.config = config
+        self.rules = config.rules
+
+    @cached_property
+    def scores(self) -> list[_Score]:
+        """PHQ-9 total scores by time (an item 9 answered alone is no score)."""
+        zone = self.config.zone
+        scores = [
+            _Score(m.effective.astimezone(zone).date(), m.score, (m.effective, m.source))
+            for m in self.facts.measurements
+            if m.instrument == "PHQ-9" and m.score is not None
+        ]
+        return sorted(scores, key=lambda s: s.order)
+
+    @cached_property
+    def entry_days(self) -> list[tuple[date, TimeEntry]]:
+        zone = self.config.zone
+        return [
+            (entry.start.astimezone(zone).date(), entry) for entry in distinct_entries(self.facts.entries)
+        ]
+
+    @cached_property
+    def episodes(self) -> list[Episode]:
+        """The billing core's episodes as known at the period's end."""
+        billing, end = self.config.billing, self.period.end
+        rules = episode_rules_for(billing.setting, end)
+        return find_episodes(self.facts.entries, self.facts.episodes_of_care, billing, as_of=end, rules=rules)
+
+
+def _run(measure: MeasureDefinition, patient: _Patient) -> list[Membership]:
     if measure.id == "depression-remission-12m":
-        return [_remission_12m(period, facts, config)]
+        return [_remission_12m(patient)]
     if measure.id == "depression-response-6m":
-        return _response_6m(period, facts, config)
+        return _response_6m(patient)
     if measure.id == "cocm-follow-up-4w":
-        return [_follow_up_4w(period, facts, config)]
+        return [_follow_up_4w(patient)]
     if measure.id == "cocm-consult-not-improving":
-        return [_consult_not_improving(period, facts, config)]
+        return [_consult_not_improving(patient)]
     raise KeyError(measure.id)
 
 
@@ -303,16 +359,6 @@ class _Score:
     day: date
     score: int
     order: tuple[object, ...]
-
-
-def _phq9_scores(measurements: Iterable[Measurement], zone: ZoneInfo) -> list[_Score]:
-    """PHQ-9 total scores by time (an item 9 answered alone is no score)."""
-    scores = [
-        _Score(m.effective.astimezone(zone).date(), m.score, (m.effective, m.source))
-        for m in measurements
-        if m.instrument == "PHQ-9" and m.score is not None
-    ]
-    return sorted(scores, key=lambda s: s.order)
 
 
 def _index(
@@ -345,9 +391,8 @@ def _last_in(scores: Sequence[_Score], first: date, last: date) -> _Score | None
     return inside[-1] if inside else None
 
 
-def _remission_12m(period: Period, facts: PatientFacts, config: QualityConfig) -> Membership:
-    rules = config.rules
-    scores = _phq9_scores(facts.measurements, config.zone)
+def _remission_12m(patient: _Patient) -> Membership:
+    rules, period, facts, scores = patient.rules, patient.period, patient.facts, patient.scores
     first = add_months(period.start, -rules.identification_from_months)
     last = add_months(period.start, -rules.identification_to_months) - timedelta(days=1)  # end excluded
     index = _index(facts, scores, first, last, rules)
@@ -364,9 +409,8 @@ def _remission_12m(period: Period, facts: PatientFacts, config: QualityConfig) -
     )
 
 
-def _response_6m(period: Period, facts: PatientFacts, config: QualityConfig) -> list[Membership]:
-    rules = config.rules
-    scores = _phq9_scores(facts.measurements, config.zone)
+def _response_6m(patient: _Patient) -> list[Membership]:
+    rules, period, facts, scores = patient.rules, patient.period, patient.facts, patient.scores
     lookback = timedelta(days=rules.response_lookback_days)
     index = _index(facts, scores, period.start - lookback, period.end - lookback, rules)
     if index is None:
@@ -386,12 +430,6 @@ def _response_6m(period: Period, facts: PatientFacts, config: QualityConfig) -> 
 # --- the AIMS process measures -----------------------------------------------------------------
 
 
-def _episodes(facts: PatientFacts, period: Period, billing: BillingConfig) -> list[Episode]:
-    """The billing core's episodes as known at the period's end."""
-    rules = episode_rules_for(billing.setting, period.end)
-    return find_episodes(facts.entries, facts.episodes_of_care, billing, as_of=period.end, rules=rules)
-
-
 def _inside(episode: Episode, day: date) -> bool:
     """On or after the start and not after a discharge. An episode that lapsed ends on the last day
     of its last month with minutes (billing.md), which says nothing of the weeks that followed."""
@@ -399,21 +437,17 @@ def _inside(episode: Episode, day: date) -> bool:
     return episode.start <= day and not discharged_before
 
 
-def _entry_days(entries: Iterable[TimeEntry], zone: ZoneInfo) -> list[tuple[date, TimeEntry]]:
-    return [(entry.start.astimezone(zone).date(), entry) for entry in distinct_entries(entries)]
-
-
-def _follow_up_4w(period: Period, facts: PatientFacts, config: QualityConfig) -> Membership:
-    rules = config.rules
-    episode = next((e for e in _episodes(facts, period, config.billing) if period.contains(e.start)), None)
+def _follow_up_4w(patient: _Patient) -> Membership:
+    rules, period = patient.rules, patient.period
+    episode = next((e for e in patient.episodes if period.contains(e.start)), None)
     if episode is None:
         return _membership(False)
     contacts = sorted(
         {
             day
-            for day, entry in _entry_days(facts.entries, config.zone)
+            for day, entry in patient.entry_days
             if entry.activity in rules.follow_up_activities
-            and is_counted(entry, config.billing)
+            and is_counted(entry, patient.config.billing)
             and _inside(episode, day)
         }
     )
@@ -421,11 +455,10 @@ def _follow_up_4w(period: Period, facts: PatientFacts, config: QualityConfig) ->
     return _membership(True, numerator=any(contacts[0] < day <= deadline for day in contacts[1:]))
 
 
-def _consult_not_improving(period: Period, facts: PatientFacts, config: QualityConfig) -> Membership:
-    rules = config.rules
-    scores = _phq9_scores(facts.measurements, config.zone)
+def _consult_not_improving(patient: _Patient) -> Membership:
+    rules, period, scores = patient.rules, patient.period, patient.scores
     week8, week12 = timedelta(days=rules.week8_days), timedelta(days=rules.week12_days)
-    for episode in _episodes(facts, period, config.billing):
+    for episode in patient.episodes:
         if not period.contains(episode.start + week8):
             continue
         window_start = episode.start - timedelta(days=rules.baseline_lookback_days)
@@ -445,7 +478,7 @@ def _consult_not_improving(period: Period, facts: PatientFacts, config: QualityC
             entry.activity in rules.consult_activities
             and entry.excluded != NOT_TAKEN_PLACE
             and episode.start + week8 <= day <= episode.start + week12
-            for day, entry in _entry_days(facts.entries, config.zone)
+            for day, entry in patient.entry_days
         )
         return _membership(True, numerator=consulted)
     return _membership(False)

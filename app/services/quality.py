@@ -13,12 +13,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Final
+
+from sqlalchemy.orm import Session
 
 from app.domain import PatientFacts
 from app.errors import InvalidInput, Issue, NotFound
-from app.quality.measures import MEASURES, MeasureDefinition, MeasureResult, Period, evaluate
-from app.services.reports import ResultCache, data_version, month_wide_reads, require_facts, today
+from app.quality.measures import MEASURES, MeasureDefinition, MeasureResult, Period, evaluate_all
+from app.services.reports import (
+    ResultCache,
+    collector_paused,
+    data_version,
+    month_wide_reads,
+    require_facts,
+    today,
+)
 from app.services.resources import ResourceService
 from app.settings import Settings
 from app.store.reads import FactReader
@@ -33,6 +42,7 @@ class QualityFacts:
 
 
 FACTS: ResultCache[QualityFacts] = ResultCache(size=4)
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)  # a report's date when the tenant holds no data
 
 
 def parse_period(
@@ -47,19 +57,25 @@ def parse_period(
             continue
         if value is None:
             raise InvalidInput(Issue(f"{name} is required (YYYY-MM-DD)", "required", expression=(name,)))
-        try:
-            days.append(date.fromisoformat(value) if len(value) == 10 else _bad())
-        except ValueError:
+        day = _day(value)
+        if day is None:
             raise InvalidInput(
                 Issue(f"{name} must be a date YYYY-MM-DD, got {value!r}", "invalid", expression=(name,))
-            ) from None
+            )
+        days.append(day)
     if days[1] < days[0]:
         raise InvalidInput(Issue(f"{names[1]} is before {names[0]}", "invalid", expression=names))
     return Period(days[0], days[1])
 
 
-def _bad() -> date:
-    raise ValueError("not a date")
+def _day(text: str) -> date | None:
+    """``YYYY-MM-DD`` only (``date.fromisoformat`` also takes ``YYYYMMDD`` and week dates)."""
+    if len(text) != 10 or text[4] != "-":
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 def this_year(settings: Settings) -> Period:
@@ -75,26 +91,35 @@ def measure(measure_id: str) -> MeasureDefinition:
     return found
 
 
+def _read(
+    session: Session, tenant: str, settings: Settings, subject: str | None, version: tuple[Any, ...]
+) -> QualityFacts:
+    """The patients in care (or only ``subject``, when live) with their facts and demographics, at
+    the tenant's data ``version``."""
+    reader = FactReader(session, tenant)
+    stamp = max((v for v in version if v is not None), default=EPOCH)
+    ids = reader.patients_in_care() if subject is None else reader.live_patient_ids([subject])
+    facts = reader.facts(ids)
+    people = reader.people(ids, settings.zone)
+    patients = {}
+    for pid in ids:
+        found = facts.get(pid, PatientFacts())
+        found.person = people.get(pid, found.person)
+        patients[pid] = found
+    return QualityFacts(patients, stamp)
+
+
 def _facts(service: ResourceService, settings: Settings, subject: str | None) -> QualityFacts:
+    """One patient's read from the primary (a client sees its own writes); the whole tenant's from
+    the month-wide reads (the replica, when set), cached per data version."""
+    if subject is not None:
+        version = data_version(service.session, service.tenant)
+        return _read(service.session, service.tenant, settings, subject, version)
     with month_wide_reads(service) as session:
-        reader = FactReader(session, service.tenant)
         version = data_version(session, service.tenant)
-        stamp = max((v for v in version if v is not None), default=datetime(1970, 1, 1, tzinfo=UTC))
-
-        def compute() -> QualityFacts:
-            ids = reader.patients_in_care() if subject is None else reader.live_patient_ids([subject])
-            facts = reader.facts(ids)
-            people = reader.people(ids, settings.zone)
-            patients = {}
-            for pid in ids:
-                found = facts.get(pid, PatientFacts())
-                found.person = people.get(pid, found.person)
-                patients[pid] = found
-            return QualityFacts(patients, stamp)
-
-        if subject is not None:
-            return compute()
-        return FACTS.get(service.tenant, version, compute)
+        return FACTS.get(
+            service.tenant, version, lambda: _read(session, service.tenant, settings, None, version)
+        )
 
 
 def evaluate_measures(
@@ -115,7 +140,8 @@ def evaluate_measures(
     if subject is not None and subject not in known.patients:
         raise NotFound(f"Patient/{subject} is not known")
     config = settings.quality
-    results = [[evaluate(m, period, known.patients, config) for m in measures] for period in periods]
+    with collector_paused():  # many small acyclic objects over a large heap (reports.collector_paused)
+        results = [evaluate_all(measures, period, known.patients, config) for period in periods]
     return results, known.as_of
 
 

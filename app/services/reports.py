@@ -82,7 +82,7 @@ def require_facts(service: ResourceService, *extra: str) -> None:
 
 
 @contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """Pause Python's cycle collector while a whole-tenant computation builds its many small,
     acyclic objects: its generation-2 passes rescan the growing heap and made the 4,000-patient
     month 20% slower than four 1,000-patient months (benchmarks/RESULTS.md). Reference counting
@@ -115,7 +115,7 @@ class ResultCache(Generic[T]):
             if entry is not None and entry[0] == version:
                 self.entries.move_to_end(key)
                 return entry[1]
-        with _collector_paused():
+        with collector_paused():
             value = compute()
         with self.lock:
             self.entries[key] = (version, value)
