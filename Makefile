@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test test-postgres lint format openapi check-openapi check-migrations check fuzz bench bench-notify bench-quality
+.PHONY: install run test test-postgres lint format openapi check-openapi check-migrations check fuzz bench bench-notify bench-quality bench-export
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,9 +61,13 @@ bench: install  ## wrk against uvicorn subprocesses -> benchmarks/RESULTS.md (BE
 	$(BIN)/python benchmarks/run.py --database $(BENCH_DB)
 	$(BIN)/python benchmarks/notify.py --database $(BENCH_DB)
 	$(BIN)/python benchmarks/quality.py --database $(BENCH_DB)
+	$(BIN)/python benchmarks/export.py --database $(BENCH_DB)
 
 bench-notify: install  ## commit-to-receiver latency of safety alerts -> benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/notify.py --database $(BENCH_DB)
 
 bench-quality: install  ## the four quality measures for 1,000 and 10,000 patients -> benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/quality.py --database $(BENCH_DB)
+
+bench-export: install  ## Bulk Data $export of 10,000 and 100,000 patients -> benchmarks/RESULTS.md
+	$(BIN)/python benchmarks/export.py --database $(BENCH_DB)

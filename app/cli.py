@@ -6,6 +6,8 @@
   ``--if-empty`` loads it only into a tenant without patients (for ``make run``);
 - ``cocm billing --month YYYY-MM [--csv]``: the month-end billing run, a table and totals (or the
   API's CSV) on stdout, progress on stderr;
+- ``cocm export [--type] [--since] [--patients] --out DIR``: Bulk Data export to a folder (NDJSON and
+  manifest.json); ``cocm export-worker`` runs $export jobs in a process of its own;
 - ``cocm quality --period-start --period-end [--csv]``: the quality measures (``app.quality``), a
   table or one CSV row per measure, group and population;
 - ``cocm import FILE``: an NDJSON or Bundle file loaded in batches, resumable (``app.bulk``);
@@ -37,6 +39,7 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -51,6 +54,8 @@ from app.domain import Actor, BillingMonth, Month
 from app.errors import InvalidInput
 from app.observability import configure_logging
 from app.quality.measures import MEASURES, POPULATIONS
+from app.services.export import Runner as ExportRunner
+from app.services.export import export_to_folder, parse_kickoff
 from app.services.notify import Dispatcher
 from app.services.quality import evaluate_measures, parse_period, this_year
 from app.services.reports import month_billing, today
@@ -211,6 +216,62 @@ def billing(
         sys.stdout.flush()
         return
     _print_billing(parsed, months, names)
+
+
+@cli.command("export")
+def export_(
+    out: Annotated[Path, typer.Option("--out", help="the folder for the NDJSON files and manifest.json")],
+    types: str | None = typer.Option(
+        None, "--type", help="comma-separated resource types; default all exportable"
+    ),
+    since: str | None = typer.Option(None, help="only resources changed after this FHIR instant"),
+    patients: bool = typer.Option(False, "--patients", help="the patient compartment only (Patient/$export)"),
+    tenant: str = TenantOption,
+) -> None:
+    """Bulk Data export to a local folder: the same NDJSON files as $export (a snapshot as of now)
+    and a manifest.json, with a progress bar."""
+    settings = load_settings()
+    params = {name: [value] for name, value in (("_type", types), ("_since", since)) if value}
+    try:
+        asked = parse_kickoff("patient" if patients else "system", params, False, settings.zone)
+    except InvalidInput as exc:
+        raise typer.BadParameter(exc.issues[0].diagnostics) from None
+    with _session(settings) as (engine, session):
+        service = ResourceService(session, tenant, settings.zone, Actor("cli:export"))
+        with _bar() as bar:
+            tasks: dict[str, TaskID] = {}
+
+            def progress(rtype: str, done: int, total: int) -> None:
+                if rtype not in tasks:
+                    tasks[rtype] = bar.add_task(rtype, total=total)
+                bar.update(tasks[rtype], completed=done)
+
+            manifest = export_to_folder(make_sessionmaker(engine), settings, service, asked, out, progress)
+    counted = ", ".join(f"{o['type']} {o['count']:,}" for o in manifest["output"]) or "nothing"
+    typer.echo(f"exported as of {manifest['transactionTime']} to {out}: {counted}")
+
+
+@cli.command("export-worker")
+def export_worker() -> None:
+    """Run Bulk Data export jobs until stopped (Ctrl-C, SIGTERM): for deployments that run exports
+    in a process of their own (then set COCM_EXPORT_IN_PROCESS=false for the servers). Several may
+    run against one PostgreSQL database; each job runs on one of them."""
+    settings = load_settings()
+    configure_logging()
+    engine = make_engine(settings.sqlalchemy_url)
+    runner = ExportRunner(make_sessionmaker(engine), settings, write_lock=write_lock(engine))
+
+    async def work() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await runner.run(stop)
+
+    try:
+        asyncio.run(work())
+    finally:
+        engine.dispose()
 
 
 @cli.command()

@@ -25,6 +25,7 @@ from app.auth.smart import SmartConfigError, load_smart_server
 from app.deps import CallerDep, Unauthorized, parse_api_keys
 from app.errors import DomainError, InvalidInput, Issue, Unavailable
 from app.fhir.audit import router as audit_router
+from app.fhir.export import router as export_router
 from app.fhir.measures import router as measures_router
 from app.fhir.outcome import error_headers, error_response, outcome_response
 from app.fhir.questionnaires import router as questionnaires_router
@@ -33,6 +34,7 @@ from app.fhir.subscriptions import router as subscriptions_router
 from app.fhir.views import router as views_router
 from app.observability import RequestContextMiddleware, configure_logging, metrics_body
 from app.resources.outcome import CODE_BY_STATUS, status_of
+from app.services.export import Runner as ExportRunner
 from app.services.notify import Dispatcher
 from app.settings import Settings, SettingsError, load_settings
 from app.store.db import make_engine, make_sessionmaker, write_lock
@@ -97,12 +99,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.notify_in_process
             else None
         )
+        exporter = (
+            asyncio.create_task(
+                ExportRunner(app.state.sessionmaker, settings, write_lock=app.state.write_lock).run(stop)
+            )
+            if settings.export_in_process
+            else None
+        )
         try:
             yield
         finally:
             stop.set()
             if dispatcher is not None:
                 await dispatcher  # finishes the notification in flight (bounded by its timeout)
+            if exporter is not None:
+                await exporter  # the batch in flight; an unfinished job is taken up again later
             engine.dispose()
             if read_engine is not None:
                 read_engine.dispose()
@@ -222,6 +233,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(subscriptions_router)
     app.include_router(questionnaires_router)
     app.include_router(measures_router)
+    app.include_router(export_router)
     app.include_router(fhir_router)
     app.include_router(api_router)
     app.include_router(web_router)

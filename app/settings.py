@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from functools import cached_property
+from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -91,6 +92,15 @@ class Settings(BaseSettings):
     notify_in_process: bool = True  # each server process delivers; false when `cocm notify` runs
     notify_poll_seconds: float = Field(0.5, gt=0)  # how often a dispatcher looks for due work
 
+    # Bulk Data export (export.md).
+    export_dir: str | None = (
+        None  # where NDJSON files go; default: "exports" beside the SQLite file, else ./exports
+    )
+    export_retention_hours: float = Field(24, gt=0)  # files and status expire this long after completion
+    export_concurrency: int = Field(1, ge=1)  # jobs run at a time per process
+    export_file_lines: int = Field(100_000, ge=1)  # resources per NDJSON file before the next part
+    export_in_process: bool = True  # each server process runs export jobs (false: `cocm export-worker`)
+
     # Program targets of the quality measures (quality.md), a rate 0-1 shown against each measure's
     # score on /registry/quality and in /api/v1/quality; unset: no target.
     target_depression_remission_12m: float | None = Field(None, ge=0, le=1)
@@ -108,6 +118,7 @@ class Settings(BaseSettings):
         "token_secret",
         "public_base_url",
         "database_read_url",
+        "export_dir",
         "target_depression_remission_12m",
         "target_depression_response_6m",
         "target_cocm_follow_up_4w",
@@ -190,6 +201,16 @@ class Settings(BaseSettings):
             apcm_addons=self.apcm_addons,
             fqhc_g0511_transition=self.fqhc_g0511_transition,
         )
+
+    @property
+    def export_path(self) -> Path:
+        """``COCM_EXPORT_DIR``, else ``exports`` beside the SQLite file, else ``./exports``."""
+        if self.export_dir:
+            return Path(self.export_dir)
+        url = self.sqlalchemy_url
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            return Path(str(url.database)).resolve().parent / "exports"
+        return Path("exports").resolve()
 
     @property
     def quality(self) -> QualityConfig:

@@ -99,9 +99,9 @@ def _empty_tables(engine: Engine) -> None:
 
 
 @pytest.fixture
-def settings_factory(database_url: str, migrated_engine: Engine) -> Callable[..., Settings]:
+def settings_factory(database_url: str, migrated_engine: Engine, tmp_path: Path) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
-        return Settings(database_url=database_url, **overrides)
+        return Settings(database_url=database_url, **{"export_dir": str(tmp_path / "exports"), **overrides})
 
     return make
 

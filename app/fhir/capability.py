@@ -27,6 +27,10 @@ SEARCH_PARAM_TYPES = {
 }
 INTERACTIONS = ["read", "vread", "update", "delete", "history-instance", "create", "search-type"]
 SOFTWARE_VERSION = "0.1.0"
+EXPORT_DOCUMENTATION = (
+    "Bulk Data 2.0 (export.md): Prefer: respond-async; _outputFormat application/fhir+ndjson, _since, _type "
+    "(Prefer: handling=lenient drops unknown types into the error file); _typeFilter is not supported (400)"
+)
 
 
 def capability_statement(base: str, token_url: str | None = None) -> dict[str, Any]:
@@ -43,6 +47,14 @@ def capability_statement(base: str, token_url: str | None = None) -> dict[str, A
             "searchParam": [{"name": name, "type": SEARCH_PARAM_TYPES[name]} for name in params_for(rtype)],
         }
         for rtype in SUPPORTED_TYPES
+    ]
+    patient = next(r for r in resources if r["type"] == "Patient")
+    patient["operation"] = [  # export.md: the patient compartment
+        {
+            "name": "export",
+            "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export",
+            "documentation": EXPORT_DOCUMENTATION,
+        }
     ]
     subscription = next(r for r in resources if r["type"] == "Subscription")
     subscription["operation"] = [  # notifications.md Operations
@@ -118,7 +130,7 @@ def capability_statement(base: str, token_url: str | None = None) -> dict[str, A
         "kind": "instance",
         "software": {"name": "cocm-api", "version": SOFTWARE_VERSION},
         "implementation": {"description": "cocm-api: Collaborative Care registry and billing", "url": base},
-        "instantiates": [SERVER_CAPABILITY],
+        "instantiates": [SERVER_CAPABILITY, "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"],
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],
         "rest": [
@@ -127,6 +139,13 @@ def capability_statement(base: str, token_url: str | None = None) -> dict[str, A
                 **({"security": _security(token_url)} if token_url else {}),
                 "resource": resources,
                 "interaction": [{"code": "transaction"}, {"code": "batch"}],
+                "operation": [
+                    {
+                        "name": "export",
+                        "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
+                        "documentation": EXPORT_DOCUMENTATION,
+                    }
+                ],
             }
         ],
     }

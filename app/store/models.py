@@ -13,6 +13,7 @@ Resource ids are unique across tenants (api.md, Access and tenants): ``uq_resour
 - Fact tables extracted in the same transaction as the write: ``measurement``, ``time_entry``,
   ``consent_fact``, ``episode_of_care_fact``, ``visit_fact``, ``diagnosis_fact``. They are rewritten with their
   resource on update and removed on delete.
+- ``export_job``: Bulk Data export jobs (export.md), shared by every worker and kept across restarts.
 - The notification outbox: ``subscription_state`` (one row per Subscription, kept across its
   versions) and ``subscription_event`` (events, written with the data that raised them).
 """
@@ -298,3 +299,30 @@ class SubscriptionEventRow(Base):
     focus_id: Mapped[str] = mapped_column(String(RID))
     focus_version: Mapped[int] = mapped_column(Integer)
     context: Mapped[str] = mapped_column(Text, default="[]")  # JSON ["Type/id", ...]
+
+
+class ExportJobRow(Base):
+    """A Bulk Data export (export.md): what was asked, the snapshot instant, where the runner is, and
+    the manifest's files once complete. ``lease_until``: a runner owns the job until then (a runner
+    that died loses it, and another starts it again from the beginning)."""
+
+    __tablename__ = "export_job"
+    __table_args__ = (Index("ix_export_job_status", "status", "created"),)
+
+    id: Mapped[str] = mapped_column(String(RID), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(TENANT))
+    client: Mapped[str] = mapped_column(String(128))  # the kick-off's agent (key fingerprint or client id)
+    status: Mapped[str] = mapped_column(String(16))  # queued, running, complete, failed, cancelled
+    level: Mapped[str] = mapped_column(String(16))  # system, patient
+    types: Mapped[str] = mapped_column(Text)  # JSON list of resource types, in export order
+    since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    request: Mapped[str] = mapped_column(Text)  # the kick-off URL
+    transaction_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    created: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    expires: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    progress: Mapped[str] = mapped_column(String(255), default="queued")
+    output: Mapped[str] = mapped_column(Text, default="[]")  # JSON [{"type", "file", "count"}, ...]
+    errors: Mapped[str] = mapped_column(Text, default="[]")  # JSON [diagnostics, ...] for the error file
+    last_polled: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -96,11 +96,14 @@ def _seed_tenant_a(client: TestClient) -> dict[str, str]:
         headers={**A, "Content-Type": FHIR_JSON},
     )
     assert subscription.status_code == 201, subscription.text
+    job = client.get("/fhir/$export", headers={**A, "Prefer": "respond-async"})
+    assert job.status_code == 202, job.text
     return {
         "Patient": pid,
         "Encounter": encounter,
         "QuestionnaireResponse": response,
         "Subscription": subscription.json()["id"],
+        "ExportJob": job.headers["Content-Location"].rsplit("/", 1)[1],
     }
 
 
@@ -176,6 +179,18 @@ def _requests(ids: dict[str, str]) -> list[tuple[str, str, str, dict[str, Any] |
         ("/api/v1/registry", "GET", "/api/v1/registry?as_of=2026-01-31", None),
         ("/registry", "GET", "/registry?as_of=2026-01-31", None),
         ("/registry/billing", "GET", "/registry/billing?month=2026-01", None),
+        ("/fhir/$export", "GET", "/fhir/$export", None),
+        ("/fhir/$export", "POST", "/fhir/$export", {"resourceType": "Parameters"}),
+        ("/fhir/Patient/$export", "GET", "/fhir/Patient/$export", None),
+        ("/fhir/Patient/$export", "POST", "/fhir/Patient/$export", {"resourceType": "Parameters"}),
+        ("/fhir/$export-status/{job_id}", "GET", f"/fhir/$export-status/{ids['ExportJob']}", None),
+        ("/fhir/$export-status/{job_id}", "DELETE", f"/fhir/$export-status/{ids['ExportJob']}", None),
+        (
+            "/fhir/$export-file/{job_id}/{name}",
+            "GET",
+            f"/fhir/$export-file/{ids['ExportJob']}/Patient.ndjson",
+            None,
+        ),
         ("/api/v1/quality", "GET", "/api/v1/quality?period_start=2026-01-01&period_end=2026-12-31", None),
         ("/registry/quality", "GET", "/registry/quality?period_start=2026-01-01&period_end=2026-12-31", None),
         (  # tenant A's patient is in this denominator (an episode starting 2026-01-05): B's is empty
@@ -212,16 +227,16 @@ def test_every_route_is_isolated_by_tenant(keyed: TestClient, db: Any) -> None:
     for route_path, method, template, body in _requests(ids):
         covered.add((route_path, method))
         url = template.replace("{audit_id}", audit_id)
-        headers = {**B, "Content-Type": FHIR_JSON}
+        headers = {**B, "Content-Type": FHIR_JSON, "Prefer": "respond-async"}
         response = keyed.request(method, url, headers=headers, json=body)
-        assert response.status_code in (200, 201, 204, 404, 422), (
+        assert response.status_code in (200, 201, 202, 204, 404, 422), (
             method,
             url,
             response.status_code,
             response.text,
         )
         assert response.status_code != 403, (method, url)
-        if "{rid}" in route_path or "{patient_id}" in route_path or "{event_id}" in route_path:
+        if any(f"{{{name}}}" in route_path for name in ("rid", "patient_id", "event_id", "job_id")):
             assert response.status_code == 404, (method, url, response.text)
         assert not _leaks(response, ids), (method, url, response.text)
     # tenant A's data is untouched (tenant B's own writes are in addition, never instead)

@@ -1,0 +1,164 @@
+"""An export survives the server process (export.md): the job is a row, so a server killed with
+the job queued, or a runner that died holding it, loses nothing: the next runner takes it up."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from app.services.export import Runner
+from app.store import exports
+from app.store.db import make_sessionmaker
+from app.store.models import ExportJobRow, Resource, ResourceVersion
+from tests.conftest import _empty_tables, free_port, run_cocm, start_cocm
+from tests.export.test_export import ASYNC
+
+
+def test_a_killed_server_loses_no_export(tmp_path: Path) -> None:
+    assert run_cocm(tmp_path, "migrate")[0] == 0
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    first = start_cocm(tmp_path, "127.0.0.1", port, tmp_path / "first.log", export_in_process="false")
+    with httpx.Client(base_url=url, timeout=10) as client:
+        pid = client.post("/fhir/Patient", json={"resourceType": "Patient"}).json()["id"]
+        status_url = client.get("/fhir/$export", headers=ASYNC).headers["Content-Location"]
+        assert client.get(status_url).status_code == 202
+    os.kill(first.pid, signal.SIGKILL)  # no shutdown at all
+    first.wait(10)
+
+    second = start_cocm(tmp_path, "127.0.0.1", port, tmp_path / "second.log")
+    try:
+        with httpx.Client(timeout=10) as client:
+            deadline = time.monotonic() + 30
+            while (answer := client.get(status_url)).status_code in (
+                202,
+                429,
+            ) and time.monotonic() < deadline:
+                time.sleep(0.3)
+            assert answer.status_code == 200, answer.text
+            patients = next(item for item in answer.json()["output"] if item["type"] == "Patient")
+            lines = client.get(patients["url"]).text.splitlines()
+            assert [orjson.loads(line)["id"] for line in lines] == [pid]
+    finally:
+        second.terminate()
+        second.wait(10)
+
+
+def test_a_job_whose_runner_died_is_claimed_again(migrated_engine: Engine) -> None:
+    _empty_tables(migrated_engine)
+    now = datetime.now(UTC)
+    with Session(migrated_engine) as session, session.begin():
+        session.add(
+            ExportJobRow(
+                id="j1",
+                tenant="default",
+                client="c",
+                status="running",
+                level="system",
+                types='["Patient"]',
+                since=None,
+                request="r",
+                transaction_time=now,
+                created=now,
+                lease_until=now - timedelta(seconds=1),
+                progress="Patient: 1,000 of 9,000",
+                output="[]",
+                errors="[]",
+            )
+        )
+        session.add(
+            ExportJobRow(
+                id="j2",
+                tenant="default",
+                client="c",
+                status="running",
+                level="system",
+                types='["Patient"]',
+                since=None,
+                request="r",
+                transaction_time=now,
+                created=now,
+                lease_until=now + timedelta(seconds=30),
+                progress="Patient: 1,000 of 9,000",
+                output="[]",
+                errors="[]",
+            )
+        )
+    with Session(migrated_engine) as session, session.begin():
+        assert exports.claim(session, now, timedelta(seconds=10), 5) == ["j1"]  # j2's runner is alive
+
+
+def test_cli_export_writes_the_files_and_manifest(tmp_path: Path) -> None:
+    assert run_cocm(tmp_path, "demo", "--patients", "6", "--alumni", "0")[0] == 0
+    code, lines = run_cocm(tmp_path, "export", "--out", str(tmp_path / "out"), "--type", "Patient,Condition")
+    assert code == 0, lines
+    manifest = orjson.loads((tmp_path / "out" / "manifest.json").read_bytes())
+    counts = {item["type"]: item["count"] for item in manifest["output"]}
+    assert counts["Patient"] == 6 and counts["Condition"] >= 3
+    for item in manifest["output"]:
+        assert len((tmp_path / "out" / item["url"]).read_text().splitlines()) == item["count"]
+    code, lines = run_cocm(tmp_path, "export", "--out", str(tmp_path / "x"), "--type", "Nonsense")
+    assert code != 0 and any("Nonsense" in line for line in lines)
+
+
+def test_a_runner_stopping_mid_job_queues_it_again(migrated_engine: Engine, settings_factory: Any) -> None:
+    """Shutdown: the job stops after the batch in flight and is queued again at once (no lease to
+    wait out), for the next runner to start from the beginning."""
+    _empty_tables(migrated_engine)
+    now = datetime.now(UTC)
+    with Session(migrated_engine) as session, session.begin():
+        session.add(
+            Resource(
+                tenant="default",
+                type="Patient",
+                id="p1",
+                version_id=1,
+                last_updated=now,
+                deleted=False,
+                content='{"resourceType":"Patient","id":"p1"}',
+            )
+        )
+        session.add(
+            ResourceVersion(
+                tenant="default",
+                type="Patient",
+                id="p1",
+                version_id=1,
+                last_updated=now,
+                deleted=False,
+                content='{"resourceType":"Patient","id":"p1"}',
+            )
+        )
+        session.add(
+            ExportJobRow(
+                id="j3",
+                tenant="default",
+                client="c",
+                status="running",
+                level="system",
+                types='["Patient"]',
+                since=None,
+                request="r",
+                transaction_time=now,
+                created=now,
+                lease_until=now + timedelta(seconds=10),
+                progress="running",
+                output="[]",
+                errors="[]",
+            )
+        )
+    runner = Runner(make_sessionmaker(migrated_engine), settings_factory())
+    runner.stopping.set()
+    runner.run_job("j3")
+    with Session(migrated_engine) as session:
+        row = session.get(ExportJobRow, "j3")
+        assert row is not None and (row.status, row.lease_until) == ("queued", None)
