@@ -11,8 +11,8 @@
 - **Runner.** Every server process runs jobs in the background (``Runner``, in the app's lifespan,
   unless ``COCM_EXPORT_IN_PROCESS=false``; ``cocm export-worker`` runs one alone), at most
   ``COCM_EXPORT_CONCURRENCY`` at a time. A job is leased (``FOR UPDATE SKIP LOCKED`` on
-  PostgreSQL, so one runner per job) and the lease renewed as batches of 1,000 resources are
-  written; a runner that dies loses its lease and another (or the restarted one) starts the job
+  PostgreSQL, so one runner per job) and the lease renewed every second while batches of 2,000
+  resources are written; a runner that dies loses its lease and another (or the restarted one) starts the job
   again from the beginning. Memory stays flat: a batch at a time, straight to the file.
 - **Files** go to ``COCM_EXPORT_DIR`` (default ``exports`` beside the SQLite file): NDJSON of 1.5
   million resources is gigabytes, which a database row should not carry and a file is served from
@@ -32,6 +32,7 @@ import asyncio
 import logging
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext, suppress
@@ -70,8 +71,9 @@ EXPORTABLE: Final = (
 )
 PATIENT_COMPARTMENT: Final = ("Patient", *(t for t in EXPORTABLE if t in PATIENT_REFERENCE_ELEMENTS))
 NDJSON_FORMATS: Final = frozenset({"application/fhir+ndjson", "application/ndjson", "ndjson"})
-BATCH: Final = 1000
+BATCH: Final = 2000
 LEASE: Final = timedelta(seconds=10)
+RENEW_EVERY: Final = 1.0  # seconds between lease renewals (and progress, and the look for a cancel)
 MIN_POLL: Final = timedelta(milliseconds=200)
 PURGE_EVERY: Final = timedelta(minutes=1)
 EXPORT_ACTOR: Final = Actor("system:export")
@@ -351,11 +353,15 @@ class Runner:
         with self.sessions() as session, session.begin():
             totals = {t: exports.snapshot_count(session, tenant, t, at, since) for t in types}
         output: list[dict[str, Any]] = []
+        renewed = [time.monotonic()]  # the lease and progress are written once a second, not per batch
         for rtype in types:
 
             def written(done: int, rtype: str = rtype) -> bool:
                 if self.stopping.is_set():
                     raise _Stopped
+                if time.monotonic() - renewed[0] < RENEW_EVERY:
+                    return True
+                renewed[0] = time.monotonic()
                 return self._renew(job_id, f"{rtype}: {done:,} of {totals[rtype]:,}")
 
             files = write_type(
