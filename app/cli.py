@@ -246,7 +246,12 @@ def export_(
                     tasks[rtype] = bar.add_task(rtype, total=total)
                 bar.update(tasks[rtype], completed=done)
 
-            manifest = export_to_folder(make_sessionmaker(engine), settings, service, asked, out, progress)
+            try:
+                manifest = export_to_folder(
+                    make_sessionmaker(engine), settings, service, asked, out, progress
+                )
+            except InvalidInput as exc:
+                raise typer.BadParameter(exc.issues[0].diagnostics, param_hint="--out") from None
     counted = ", ".join(f"{o['type']} {o['count']:,}" for o in manifest["output"]) or "nothing"
     typer.echo(f"exported as of {manifest['transactionTime']} to {out}: {counted}")
 

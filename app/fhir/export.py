@@ -110,7 +110,7 @@ def export_status(job_id: str, request: Request, service: ServiceDep) -> Respons
 @router.delete("/$export-status/{job_id}", summary="Cancel a Bulk Data export")
 def cancel_export(job_id: str, service: ServiceDep, settings: SettingsDep) -> Response:
     """The job stops and its files are removed; the status URL then answers 404."""
-    transact(service, lambda: export.cancel(service, settings, job_id))
+    export.cancel(service, settings, job_id)
     return Response(status_code=202)
 
 

@@ -43,6 +43,10 @@ def _day(value: Any, zone: ZoneInfo) -> Any:
         return None
 
 
+def _object(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _coded(resource: Mapping[str, Any]) -> tuple[str, str | None] | None:
     """(ICD-10-CM code with its dot, display) of the first coding in a value set."""
     code = resource.get("code")
@@ -67,11 +71,8 @@ def diagnosis(resource: Mapping[str, Any], rid: str, patient_id: str, zone: Zone
     code, display = coded
     category = category_of(code)
     assert category is not None
-    onset_period = resource.get("onsetPeriod") if isinstance(resource.get("onsetPeriod"), dict) else {}
-    abated_period = (
-        resource.get("abatementPeriod") if isinstance(resource.get("abatementPeriod"), dict) else {}
-    )
-    onset = _day(resource.get("onsetDateTime"), zone) or _day((onset_period or {}).get("start"), zone)
+    onset_period, abated_period = (_object(resource.get(name)) for name in ("onsetPeriod", "abatementPeriod"))
+    onset = _day(resource.get("onsetDateTime"), zone) or _day(onset_period.get("start"), zone)
     clinical = _first_code(resource.get("clinicalStatus"))
     verification = _first_code(resource.get("verificationStatus"))
     return Diagnosis(

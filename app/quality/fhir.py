@@ -61,16 +61,14 @@ def measure_resource(definition: MeasureDefinition) -> dict[str, Any]:
     """The ``Measure`` (read-only) of one definition."""
     groups = []
     for group in definition.groups:
+        texts = {code: _population_text(definition, code, group.numerator) for code in POPULATIONS}
         populations = [
             {
                 "code": _concept(POPULATION_SYSTEM, code),
-                "description": _population_text(definition, code, group.numerator),
-                "criteria": {
-                    "language": "text/plain",
-                    "expression": _population_text(definition, code, group.numerator),
-                },
+                "description": text,
+                "criteria": {"language": "text/plain", "expression": text},
             }
-            for code in POPULATIONS
+            for code, text in texts.items()
         ]
         entry: dict[str, Any] = {"description": group.title, "population": populations}
         if group.code is not None:

@@ -136,7 +136,6 @@ class MeasureDefinition:
     initial_population: str
     exclusion: str | None
     groups: tuple[GroupDefinition, ...]
-    unit: Literal["patient", "episode"] = "patient"
 
 
 MEASURES: Final[dict[str, MeasureDefinition]] = {
@@ -192,7 +191,6 @@ MEASURES: Final[dict[str, MeasureDefinition]] = {
                     "A second counted contact on a later date, within 28 days after the start",
                 ),
             ),
-            "episode",
         ),
         MeasureDefinition(
             "cocm-consult-not-improving",
@@ -208,7 +206,6 @@ MEASURES: Final[dict[str, MeasureDefinition]] = {
                     None, "Consultation", "A case-review or psychiatric-consultation entry in weeks 8-12"
                 ),
             ),
-            "episode",
         ),
     )
 }

@@ -45,7 +45,6 @@ from zoneinfo import ZoneInfo
 import orjson
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.domain import Actor
 from app.errors import InvalidInput, Issue, NotFound
 from app.resources.dates import parse_fhir_date
 from app.resources.validation import PATIENT_REFERENCE_ELEMENTS
@@ -76,7 +75,7 @@ LEASE: Final = timedelta(seconds=10)
 RENEW_EVERY: Final = 1.0  # seconds between lease renewals (and progress, and the look for a cancel)
 MIN_POLL: Final = timedelta(milliseconds=200)
 PURGE_EVERY: Final = timedelta(minutes=1)
-EXPORT_ACTOR: Final = Actor("system:export")
+SETTLE: Final = timedelta(seconds=60)  # the longest wait for transactions open at the kick-off
 
 
 @dataclass(frozen=True)
@@ -109,7 +108,8 @@ def parse_kickoff(
     since = None
     for value in params.get("_since", []):
         try:
-            since = parse_fhir_date(value, zone).start(zone)
+            # a "+01:00" offset sent unencoded in a query arrives as " 01:00"
+            since = parse_fhir_date(value.replace(" ", "+"), zone).start(zone)
         except (ValueError, OverflowError):
             raise InvalidInput(
                 Issue(f"_since must be a FHIR instant, got {value!r}", "invalid", expression=("_since",))
@@ -128,10 +128,15 @@ def parse_kickoff(
     return ExportRequest(level, types, since, unknown)
 
 
+def _require_types(service: ResourceService, types: Sequence[str]) -> None:
+    """Read and search scopes on every exported type (403 otherwise)."""
+    for rtype in types:
+        service.require(rtype, "r", "s")
+
+
 def kick_off(service: ResourceService, request: ExportRequest, url: str) -> str:
     """Record the job (the caller's tenant and agent) and answer its id."""
-    for rtype in request.types:
-        service.require(rtype, "r", "s")
+    _require_types(service, request.types)
     now = datetime.now(UTC)
     job_id = str(uuid.uuid4())
     service.session.add(
@@ -179,7 +184,7 @@ def status(service: ResourceService, job_id: str, base: str) -> Status:
     files = f"{base}/$export-file/{row.id}/"
     errors = orjson.loads(row.errors)
     manifest = {
-        "transactionTime": row.transaction_time.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "transactionTime": instant(row.transaction_time),
         "request": row.request,
         "requiresAccessToken": True,
         "output": [
@@ -196,10 +201,19 @@ def status(service: ResourceService, job_id: str, base: str) -> Status:
 ERROR_FILE: Final = "OperationOutcome-errors.ndjson"
 
 
+def instant(moment: datetime) -> str:
+    """A FHIR instant to the microsecond: a ``_since`` of a manifest's ``transactionTime`` is
+    exactly that snapshot's instant."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
 def _live_job(service: ResourceService, job_id: str) -> ExportJobRow:
+    """The caller's job (export.md: it belongs to the tenant and the credentials' client): 404 for
+    another's, a cancelled or an expired one."""
     row = exports.job(service.session, service.tenant, job_id)
     if (
         row is None
+        or row.client != service.actor.agent
         or row.status == "cancelled"
         or (row.expires is not None and row.expires < datetime.now(UTC))
     ):
@@ -208,13 +222,20 @@ def _live_job(service: ResourceService, job_id: str) -> ExportJobRow:
 
 
 def cancel(service: ResourceService, settings: Settings, job_id: str) -> None:
-    """The job stops (its runner sees it at the next batch) and its files go."""
-    row = _live_job(service, job_id)
-    running = row.status == "running" and row.lease_until is not None and row.lease_until > datetime.now(UTC)
-    row.status = "cancelled"
-    service.audit("D", "export")
-    if not running:
-        shutil.rmtree(settings.export_path / row.id, ignore_errors=True)
+    """The job stops (its runner sees it within a second and removes what it wrote) and its files
+    go, after the transaction (no lock held while a large folder is deleted)."""
+
+    def cancelled() -> bool:
+        row = _live_job(service, job_id)
+        running = (
+            row.status == "running" and row.lease_until is not None and row.lease_until > datetime.now(UTC)
+        )
+        row.status = "cancelled"
+        service.audit("D", "export")
+        return running
+
+    if not transact(service, cancelled):
+        shutil.rmtree(settings.export_path / job_id, ignore_errors=True)
 
 
 def file_path(service: ResourceService, settings: Settings, job_id: str, name: str) -> Path:
@@ -226,7 +247,7 @@ def file_path(service: ResourceService, settings: Settings, job_id: str, name: s
     if row.status != "complete" or name not in known:
         raise NotFound(f"export file {name} is not known")
     service.audit("R", "export")
-    return settings.export_path / row.id / name
+    return run_folder(settings, row.id, row.lease_owner or "") / name
 
 
 # --------------------------------------------------------------------------------------- the runner
@@ -250,6 +271,7 @@ class Runner:
         self.write_lock = write_lock or nullcontext()
         self.running: set[asyncio.Task[None]] = set()
         self.stopping = threading.Event()  # set at shutdown: jobs stop at the next batch
+        self.owner = uuid.uuid4().hex  # this runner, as the lease holder
         self.purged_at: datetime | None = None
 
     async def run(self, stop: asyncio.Event, poll_seconds: float = 0.5) -> None:
@@ -280,11 +302,11 @@ class Runner:
         with self.sessions() as session, session.begin():
             if not exports.anything_due(session, now):
                 return []
-        return list(self._write(lambda s: exports.claim(s, now, LEASE, limit)))
+        return list(self._write(lambda s: exports.claim(s, now, LEASE, limit, self.owner)))
 
     def purge(self) -> None:
-        """Expired and cancelled jobs go with their files: looked for once a minute (a read), removed
-        in a write only when there are some."""
+        """Expired, failed-and-expired and cancelled jobs go with their files: looked for once a
+        minute (a read), removed in a write only when there are some, the files after it."""
         now = datetime.now(UTC)
         if self.purged_at is not None and now - self.purged_at < PURGE_EVERY:
             return
@@ -293,20 +315,21 @@ class Runner:
             if not exports.expired(session, now):
                 return
 
-        def drop(session: Session) -> None:
+        def drop(session: Session) -> list[str]:
             gone = exports.expired(session, now)
-            for job_id in gone:
-                shutil.rmtree(self.settings.export_path / job_id, ignore_errors=True)
             exports.remove(session, gone)
+            return gone
 
-        self._write(drop)
+        for job_id in self._write(drop):
+            shutil.rmtree(self.settings.export_path / job_id, ignore_errors=True)
 
     def _renew(self, job_id: str, progress: str) -> bool:
-        """Extend the lease and record the progress; False when the job was cancelled or is gone."""
+        """Extend the lease and record the progress; False when the job is no longer this runner's
+        (cancelled, gone, or taken over after this runner was too slow to renew)."""
 
         def renew(session: Session) -> bool:
-            row = session.get(ExportJobRow, job_id, with_for_update=True)
-            if row is None or row.status != "running":
+            row = exports.owned(session, job_id, self.owner)
+            if row is None:
                 return False
             row.lease_until = datetime.now(UTC) + LEASE
             row.progress = progress
@@ -314,32 +337,34 @@ class Runner:
 
         return bool(self._write(renew))
 
+    def _finish(self, job_id: str, **changes: object) -> bool:
+        """Record the end of this runner's run of the job; False when it was no longer its own."""
+
+        def finish(session: Session) -> bool:
+            row = exports.owned(session, job_id, self.owner)
+            for name, value in changes.items():
+                if row is not None:
+                    setattr(row, name, value)
+            return row is not None
+
+        return bool(self._write(finish))
+
     def run_job(self, job_id: str) -> None:
+        folder = run_folder(self.settings, job_id, self.owner)
         try:
-            self._run_job(job_id)
-        except _Stopped:  # shutdown: queued again, for the next runner to start from the beginning
-
-            def requeue(session: Session) -> None:
-                row = session.get(ExportJobRow, job_id)
-                if row is not None and row.status == "running":
-                    row.status, row.lease_until, row.progress = "queued", None, "queued again after a restart"
-
-            self._write(requeue)
+            self._run_job(job_id, folder)
+        except _Stopped:  # shutdown: queued again at once, for the next runner to start from the beginning
+            self._finish(job_id, status="queued", lease_until=None, progress="queued again after a restart")
+            shutil.rmtree(folder, ignore_errors=True)
         except Exception:
             log.exception("export job %s failed", job_id)
+            expires = datetime.now(UTC) + timedelta(hours=self.settings.export_retention_hours)
+            self._finish(
+                job_id, status="failed", progress="the export failed: see the server log", expires=expires
+            )
+            shutil.rmtree(folder, ignore_errors=True)
 
-            def failed(session: Session) -> None:
-                row = session.get(ExportJobRow, job_id)
-                if row is not None and row.status == "running":
-                    row.status, row.progress, row.lease_until = (
-                        "failed",
-                        "the export failed: see the server log",
-                        None,
-                    )
-
-            self._write(failed)
-
-    def _run_job(self, job_id: str) -> None:
+    def _run_job(self, job_id: str, folder: Path) -> None:
         with self.sessions() as session:
             row = session.get(ExportJobRow, job_id)
             if row is None:
@@ -347,44 +372,65 @@ class Runner:
             tenant, at, since = row.tenant, row.transaction_time, row.since
             types: list[str] = orjson.loads(row.types)
             errors: list[str] = orjson.loads(row.errors)
-        folder = self.settings.export_path / job_id
-        shutil.rmtree(folder, ignore_errors=True)  # a run after a restart starts again
+        settle(self.sessions, at, self.stopping)
+        shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-        with self.sessions() as session, session.begin():
-            totals = {t: exports.snapshot_count(session, tenant, t, at, since) for t in types}
         output: list[dict[str, Any]] = []
-        renewed = [time.monotonic()]  # the lease and progress are written once a second, not per batch
         for rtype in types:
+            if not self._renew(job_id, f"{rtype}: counting"):
+                shutil.rmtree(folder, ignore_errors=True)
+                return
+            with self.sessions() as session, session.begin():
+                total = exports.snapshot_count(session, tenant, rtype, at, since)
+            renewed = [time.monotonic()]  # lease and progress written once a second, not per batch
 
-            def written(done: int, rtype: str = rtype) -> bool:
+            def written(
+                done: int, rtype: str = rtype, total: int = total, renewed: list[float] = renewed
+            ) -> bool:
                 if self.stopping.is_set():
                     raise _Stopped
                 if time.monotonic() - renewed[0] < RENEW_EVERY:
                     return True
                 renewed[0] = time.monotonic()
-                return self._renew(job_id, f"{rtype}: {done:,} of {totals[rtype]:,}")
+                return self._renew(job_id, f"{rtype}: {done:,} of {total:,}")
 
             files = write_type(
                 self.sessions, tenant, rtype, at, since, folder, self.settings.export_file_lines, written
             )
-            if files is None:  # cancelled
+            if files is None:  # cancelled or taken over
                 shutil.rmtree(folder, ignore_errors=True)
                 return
             output += files
         write_errors(folder, errors)
+        now = datetime.now(UTC)
+        done = self._finish(
+            job_id,
+            status="complete",
+            progress="complete",
+            lease_until=None,
+            output=orjson.dumps(output).decode(),
+            finished=now,
+            expires=now + timedelta(hours=self.settings.export_retention_hours),
+        )
+        if not done:
+            shutil.rmtree(folder, ignore_errors=True)
 
-        def complete(session: Session) -> None:
-            row = session.get(ExportJobRow, job_id, with_for_update=True)
-            if row is None or row.status != "running":
-                shutil.rmtree(folder, ignore_errors=True)
+
+def settle(sessions: sessionmaker[Session], at: datetime, stop: threading.Event | None = None) -> None:
+    """Wait (up to ``SETTLE``) until every writing transaction that began by ``at`` has ended, so
+    that every version stamped up to ``at`` is committed before the snapshot is read (PostgreSQL;
+    on SQLite the one writer at a time already ordered them before the claim)."""
+    deadline = time.monotonic() + SETTLE.total_seconds()
+    while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
+        with sessions() as session, session.begin():
+            if not exports.writers_open_since(session, at):
                 return
-            now = datetime.now(UTC)
-            row.status, row.progress, row.lease_until = "complete", "complete", None
-            row.output = orjson.dumps(output).decode()
-            row.finished = now
-            row.expires = now + timedelta(hours=self.settings.export_retention_hours)
+        time.sleep(0.05)
 
-        self._write(complete)
+
+def run_folder(settings: Settings, job_id: str, owner: str) -> Path:
+    """One run's files: a run that took a job over never writes where a slower one still does."""
+    return settings.export_path / job_id / owner
 
 
 def write_type(
@@ -451,14 +497,16 @@ def export_to_folder(
     """``cocm export``: the snapshot as of now written straight to ``folder``, with the manifest
     (``manifest.json``, file names as ``url``); ``progress(type, done, total)`` after each batch.
     Checked and audited like a kick-off (``service``'s actor)."""
+    if folder.exists() and any(folder.iterdir()):
+        raise InvalidInput(Issue(f"{folder} is not empty: export to a new or empty folder", "invalid"))
     now = datetime.now(UTC)
 
     def audited() -> None:
-        for rtype in asked.types:
-            service.require(rtype, "r", "s")
+        _require_types(service, asked.types)
         service.audit("E", "export")
 
     transact(service, audited)
+    settle(sessions, now)
     folder.mkdir(parents=True, exist_ok=True)
     output: list[dict[str, Any]] = []
     for rtype in asked.types:
@@ -475,9 +523,9 @@ def export_to_folder(
                 sessions, service.tenant, rtype, now, asked.since, folder, settings.export_file_lines, written
             )
             or []
-        )
+        )  # None only when ``written`` says stop, which it never does here
     manifest = {
-        "transactionTime": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "transactionTime": instant(now),
         "request": f"cocm export ({asked.level}: {', '.join(asked.types)})",
         "requiresAccessToken": False,
         "output": [{"type": o["type"], "url": o["file"], "count": o["count"]} for o in output],

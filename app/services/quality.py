@@ -42,6 +42,8 @@ class QualityFacts:
 
 
 FACTS: ResultCache[QualityFacts] = ResultCache(size=4)
+MAX_PERIOD_DAYS: Final = 3653  # ten years: forty quarters on the page at most
+EARLIEST_YEAR: Final = 1900  # the measures look back up to 14 months from the start
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)  # a report's date when the tenant holds no data
 
 
@@ -65,6 +67,14 @@ def parse_period(
         days.append(day)
     if days[1] < days[0]:
         raise InvalidInput(Issue(f"{names[1]} is before {names[0]}", "invalid", expression=names))
+    if days[0].year < EARLIEST_YEAR or (days[1] - days[0]).days > MAX_PERIOD_DAYS:
+        raise InvalidInput(
+            Issue(
+                f"the period must start in {EARLIEST_YEAR} or later and span at most ten years",
+                "invalid",
+                expression=names,
+            )
+        )
     return Period(days[0], days[1])
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, delete, func, or_, select
+from sqlalchemy import ColumnElement, delete, func, or_, select, text
 from sqlalchemy.orm import Session, aliased
 
 from app.store.models import ExportJobRow, ResourceVersion
@@ -26,44 +26,43 @@ def job(session: Session, tenant: str, job_id: str) -> ExportJobRow | None:
     return row if row is not None and row.tenant == tenant else None
 
 
-def claim(session: Session, now: datetime, lease: timedelta, limit: int) -> list[str]:
-    """Lease up to ``limit`` jobs that are queued or whose runner's lease ran out (oldest first), in
-    the caller's write transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL: one runner per job)."""
-    due = (
-        select(ExportJobRow)
-        .where(
-            ExportJobRow.status.in_(ACTIVE),
-            or_(ExportJobRow.lease_until.is_(None), ExportJobRow.lease_until < now),
-        )
-        .order_by(ExportJobRow.created)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
+def _due(now: datetime) -> ColumnElement[bool]:
+    return ExportJobRow.status.in_(ACTIVE) & or_(
+        ExportJobRow.lease_until.is_(None), ExportJobRow.lease_until < now
     )
-    rows = session.scalars(due).all()
+
+
+def claim(session: Session, now: datetime, lease: timedelta, limit: int, owner: str) -> list[str]:
+    """Lease up to ``limit`` jobs that are queued or whose runner's lease ran out (oldest first) to
+    ``owner``, in the caller's write transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL)."""
+    due = select(ExportJobRow).where(_due(now)).order_by(ExportJobRow.created).limit(limit)
+    rows = session.scalars(due.with_for_update(skip_locked=True)).all()
     for row in rows:
-        row.status = "running"
-        row.lease_until = now + lease
+        row.status, row.lease_until, row.lease_owner = "running", now + lease, owner
     session.flush()
     return [row.id for row in rows]
 
 
 def anything_due(session: Session, now: datetime) -> bool:
-    query = select(ExportJobRow.id).where(
-        ExportJobRow.status.in_(ACTIVE),
-        or_(ExportJobRow.lease_until.is_(None), ExportJobRow.lease_until < now),
-    )
-    return session.scalar(query.limit(1)) is not None
+    return session.scalar(select(ExportJobRow.id).where(_due(now)).limit(1)) is not None
+
+
+def owned(session: Session, job_id: str, owner: str) -> ExportJobRow | None:
+    """The job, locked, while ``owner`` still holds it running; None once cancelled, gone or taken
+    over by another runner."""
+    row = session.get(ExportJobRow, job_id, with_for_update=True, populate_existing=True)
+    return row if row is not None and row.status == "running" and row.lease_owner == owner else None
 
 
 def expired(session: Session, now: datetime) -> list[str]:
-    """Jobs whose files expired, or that were cancelled and are no longer running."""
+    """Jobs whose files (or failure) expired, or that were cancelled and are no longer running."""
     query = select(ExportJobRow.id).where(
         or_(
             ExportJobRow.expires < now,
             (ExportJobRow.status == "cancelled")
             & or_(ExportJobRow.lease_until.is_(None), ExportJobRow.lease_until < now),
         )
-    )
+    )  # a failed job expires like a complete one
     return list(session.scalars(query).all())
 
 
@@ -115,4 +114,16 @@ def snapshot_batch(
         .order_by(ResourceVersion.id)
         .limit(limit)
     )
-    return [(rid, content) for rid, content in session.execute(query) if content is not None]
+    return [(rid, content or "") for rid, content in session.execute(query)]  # a live version has content
+
+
+def writers_open_since(session: Session, at: datetime) -> bool:
+    """Whether another transaction that has written and began by ``at`` is still open (PostgreSQL's
+    ``pg_stat_activity``; SQLite answers False: its writers run one at a time)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return False
+    query = text(
+        "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        " AND backend_xid IS NOT NULL AND xact_start <= :at LIMIT 1"
+    )
+    return session.execute(query, {"at": at}).first() is not None

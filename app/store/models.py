@@ -303,8 +303,9 @@ class SubscriptionEventRow(Base):
 
 class ExportJobRow(Base):
     """A Bulk Data export (export.md): what was asked, the snapshot instant, where the runner is, and
-    the manifest's files once complete. ``lease_until``: a runner owns the job until then (a runner
-    that died loses it, and another starts it again from the beginning)."""
+    the manifest's files once complete. ``lease_until``: the runner ``lease_owner`` owns the job until
+    then (a runner that died loses it, and another starts it again from the beginning; the first, if
+    it was only slow, finds the job no longer its own and stops)."""
 
     __tablename__ = "export_job"
     __table_args__ = (Index("ix_export_job_status", "status", "created"),)
@@ -322,6 +323,7 @@ class ExportJobRow(Base):
     finished: Mapped[datetime | None] = mapped_column(UTCDateTime())
     expires: Mapped[datetime | None] = mapped_column(UTCDateTime())
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lease_owner: Mapped[str | None] = mapped_column(String(64))  # the runner holding the lease
     progress: Mapped[str] = mapped_column(String(255), default="queued")
     output: Mapped[str] = mapped_column(Text, default="[]")  # JSON [{"type", "file", "count"}, ...]
     errors: Mapped[str] = mapped_column(Text, default="[]")  # JSON [diagnostics, ...] for the error file

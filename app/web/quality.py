@@ -157,14 +157,15 @@ def quality_patients_view(
     service: ServiceDep,
     settings: SettingsDep,
     measure: str = "",
-    group: int = 0,
+    group: str = "0",
     population: str = "",
     period_start: str | None = None,
     period_end: str | None = None,
 ) -> HTMLResponse:
     """The patients counted in one population of one measure."""
     definition = MEASURES.get(measure)
-    if definition is None or population not in POPULATIONS or not 0 <= group < len(definition.groups):
+    index = int(group) if group.isdigit() and len(group) < 3 else -1
+    if definition is None or population not in POPULATIONS or not 0 <= index < len(definition.groups):
         return bad_request(request, "measure, group or population is not known")
     try:
         period = parse_period(
@@ -175,7 +176,7 @@ def quality_patients_view(
 
     def work() -> tuple[tuple[str, ...], dict[str, str | None]]:
         results, _ = evaluate_measures(service, settings, [period], [definition])
-        ids = results[0][0].groups[group].subjects[population]
+        ids = results[0][0].groups[index].subjects[population]
         return ids, patient_names(service, list(ids))
 
     ids, names = transact(service, work)
@@ -185,7 +186,7 @@ def quality_patients_view(
         {
             "title": f"{definition.title}: {POPULATION_LABELS[population]}",
             "measure": definition,
-            "group_title": definition.groups[group].title,
+            "group_title": definition.groups[index].title,
             "population": POPULATION_LABELS[population],
             "period": period,
             "patients": [(pid, names.get(pid)) for pid in ids],

@@ -34,6 +34,7 @@ def upgrade() -> None:
     sa.Column('finished', sa.DateTime(), nullable=True),
     sa.Column('expires', sa.DateTime(), nullable=True),
     sa.Column('lease_until', sa.DateTime(), nullable=True),
+    sa.Column('lease_owner', sa.String(length=64), nullable=True),
     sa.Column('progress', sa.String(length=255), nullable=False),
     sa.Column('output', sa.Text(), nullable=False),
     sa.Column('errors', sa.Text(), nullable=False),

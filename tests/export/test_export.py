@@ -220,7 +220,7 @@ def test_cancel_removes_the_job_and_its_files(clinic: Clinic) -> None:
 
 
 def test_other_tenants_and_missing_credentials(make_client: Any) -> None:
-    client = make_client(api_keys="key-a:clinic-a,key-b:clinic-b")
+    client = make_client(api_keys="key-a:clinic-a,key-b:clinic-b,key-c:clinic-a")
     clinic = Clinic(_Keyed(client, A))
     clinic.patient()
     started = kick_off(client, headers=A)
@@ -231,6 +231,9 @@ def test_other_tenants_and_missing_credentials(make_client: Any) -> None:
     assert client.get(file_url, headers=B).status_code == 404
     assert client.delete(started.headers["Content-Location"], headers=B).status_code == 404
     assert client.get(file_url).status_code == 401
+    other_client = {"Authorization": "Bearer key-c"}  # same tenant, another client: not its job
+    assert client.get(started.headers["Content-Location"], headers=other_client).status_code == 404
+    assert client.get(file_url, headers=other_client).status_code == 404
     own = wait(client, kick_off(client, headers=B).headers["Content-Location"], B).json()
     assert own["output"] == []  # tenant B has nothing
     audit = client.get("/fhir/AuditEvent", headers=A).json()

@@ -94,7 +94,14 @@ def test_a_job_whose_runner_died_is_claimed_again(migrated_engine: Engine) -> No
             )
         )
     with Session(migrated_engine) as session, session.begin():
-        assert exports.claim(session, now, timedelta(seconds=10), 5) == ["j1"]  # j2's runner is alive
+        assert exports.claim(session, now, timedelta(seconds=10), 5, "runner-2") == [
+            "j1"
+        ]  # j2's runner lives
+        j1 = session.get(ExportJobRow, "j1")
+        assert j1 is not None and j1.lease_owner == "runner-2"
+        # the runner that was too slow to renew finds the job no longer its own, and stops
+        assert exports.owned(session, "j1", "runner-1") is None
+        assert exports.owned(session, "j1", "runner-2") is j1
 
 
 def test_cli_export_writes_the_files_and_manifest(tmp_path: Path) -> None:
@@ -157,6 +164,10 @@ def test_a_runner_stopping_mid_job_queues_it_again(migrated_engine: Engine, sett
             )
         )
     runner = Runner(make_sessionmaker(migrated_engine), settings_factory())
+    with Session(migrated_engine) as session, session.begin():
+        job = session.get(ExportJobRow, "j3")
+        assert job is not None
+        job.lease_owner = runner.owner
     runner.stopping.set()
     runner.run_job("j3")
     with Session(migrated_engine) as session:

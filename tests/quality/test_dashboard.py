@@ -75,6 +75,8 @@ def test_a_period_inside_one_quarter_is_its_own_trend(clinic: Clinic) -> None:
         ({"period_start": "2026-02-30"}, "period_start"),
         ({"period_end": "yesterday"}, "period_end"),
         ({"period_end": "2025-12-31"}, "period_end"),
+        ({"period_start": "1800-01-01"}, "1900"),
+        ({"period_start": "2000-01-01"}, "ten years"),
     ],
 )
 def test_bad_period_is_a_json_400(clinic: Clinic, params: dict[str, str], name: str) -> None:
@@ -112,10 +114,11 @@ def test_page_shows_rates_trends_and_links_to_the_patients(clinic: Clinic) -> No
 
 def test_page_bad_period_and_unknown_population_are_400_pages(clinic: Clinic) -> None:
     assert clinic.fhir.client.get("/registry/quality", params={"period_start": "soon"}).status_code == 400
-    bad = clinic.fhir.client.get(
-        "/registry/quality/patients", params={"measure": "cocm-follow-up-4w", "population": "everyone"}
-    )
-    assert bad.status_code == 400 and "not known" in bad.text
+    for params in ({"population": "everyone"}, {"population": "numerator", "group": "abc"}):
+        bad = clinic.fhir.client.get(
+            "/registry/quality/patients", params={"measure": "cocm-follow-up-4w", **params}
+        )
+        assert bad.status_code == 400 and "not known" in bad.text
 
 
 def test_cli_prints_the_table_and_csv_of_the_running_service(tmp_path: Path) -> None:
