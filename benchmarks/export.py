@@ -40,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from run import RESULTS, Server, fresh_database, machine, server_env  # noqa: E402
+from run import Server, fresh_database, machine, replace_section, server_env  # noqa: E402
 
 from app.settings import Settings  # noqa: E402
 from app.store.db import make_engine  # noqa: E402
@@ -327,13 +327,7 @@ def main() -> None:
         END,
     ]
     section = "\n".join(lines) + "\n"
-    text_now = RESULTS.read_text()
-    text_now = (
-        text_now.split(START, 1)[0] + section + text_now.split(END, 1)[1]
-        if START in text_now
-        else text_now.rstrip() + "\n\n" + section
-    )
-    RESULTS.write_text(text_now)
+    replace_section(START, END, section)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import payloads  # noqa: E402
-from run import BIN, RESULTS, WrkResult, ensure_wrk, free_port, fresh_database, server_env, wrk  # noqa: E402
+from run import BIN, WrkResult, ensure_wrk, free_port, fresh_database, replace_section, server_env, wrk  # noqa: E402
 
 START, END = "<!-- notify -->", "<!-- /notify -->"
 HEADERS = {"Content-Type": "application/fhir+json"}
@@ -258,12 +258,7 @@ def main() -> None:
             END,
         ]
     )
-    text = RESULTS.read_text()
-    if START in text:
-        text = text.split(START, 1)[0] + section + text.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    RESULTS.write_text(text)
+    replace_section(START, END, section)
     print(section)
 
 

@@ -36,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from run import RESULTS, fresh_database, machine  # noqa: E402
+from run import fresh_database, machine, replace_section  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from app.domain import Actor  # noqa: E402
@@ -234,13 +234,7 @@ def main() -> None:
         END,
     ]
     section = "\n".join(lines) + "\n"
-    text = RESULTS.read_text()
-    text = (
-        text.split(START, 1)[0] + section + text.split(END, 1)[1]
-        if START in text
-        else text.rstrip() + "\n\n" + section
-    )
-    RESULTS.write_text(text)
+    replace_section(START, END, section)
 
 
 if __name__ == "__main__":

@@ -104,6 +104,17 @@ def free_port() -> int:
 
 
 # ---------------------------------------------------------------------------------------- machine
+def replace_section(start: str, end: str, section: str) -> None:
+    """Put ``section`` between the ``start`` and ``end`` markers of RESULTS.md (appended the first time)."""
+    text = RESULTS.read_text()
+    text = (
+        text.split(start, 1)[0] + section + text.split(end, 1)[1]
+        if start in text
+        else text.rstrip() + "\n\n" + section
+    )
+    RESULTS.write_text(text)
+
+
 def machine() -> dict[str, str]:
     cpu = "unknown"
     with contextlib.suppress(OSError):

@@ -20,9 +20,9 @@ from fastapi.responses import Response
 
 from app.deps import ServiceDep, SettingsDep
 from app.errors import InvalidInput, Issue
-from app.fhir.outcome import fhir_base, fhir_response
+from app.fhir.canonical import search_served
+from app.fhir.outcome import fhir_response
 from app.quality.fhir import MEASURE_RESOURCES, REPORT_TYPES, measure_report
-from app.resources.bundle import searchset
 from app.services.quality import evaluate_measures, measure, parse_period
 from app.services.uow import transact
 
@@ -33,24 +33,7 @@ router = APIRouter(prefix="/fhir/Measure", tags=["FHIR Measure"])
 def search_measures(request: Request, service: ServiceDep) -> Response:
     """A `searchset` of the served Measures matching `url` and `_id` (each may repeat or list
     alternatives with commas)."""
-    params = request.query_params
-    urls = {u.split("|", 1)[0] for value in params.getlist("url") for u in value.split(",")}
-    ids = {i for value in params.getlist("_id") for i in value.split(",")}
-    found = [
-        m
-        for m in MEASURE_RESOURCES.values()
-        if (not urls or m["url"] in urls) and (not ids or m["id"] in ids)
-    ]
-
-    def audited() -> None:
-        service.require("Measure", "s")
-        service.audit("E", "search-type", "Measure")
-
-    transact(service, audited)
-    entries = [("Measure", m["id"], m) for m in found]
-    return fhir_response(
-        searchset(fhir_base(request), entries, len(found), [{"relation": "self", "url": str(request.url)}])
-    )
+    return search_served(request, service, "Measure", MEASURE_RESOURCES.values())
 
 
 @router.get("/{rid}", summary="Read a quality measure")

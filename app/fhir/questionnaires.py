@@ -10,9 +10,9 @@ from fastapi.responses import Response
 
 from app.deps import ServiceDep
 from app.errors import NotFound
-from app.fhir.outcome import fhir_base, fhir_response
+from app.fhir.canonical import search_served
+from app.fhir.outcome import fhir_response
 from app.measures.questionnaires import QUESTIONNAIRES
-from app.resources.bundle import searchset
 from app.services.uow import transact
 
 router = APIRouter(prefix="/fhir/Questionnaire", tags=["FHIR Questionnaire"])
@@ -22,22 +22,7 @@ router = APIRouter(prefix="/fhir/Questionnaire", tags=["FHIR Questionnaire"])
 def search_questionnaires(request: Request, service: ServiceDep) -> Response:
     """A `searchset` of the served Questionnaires matching `url` and `_id` (each may repeat or
     list alternatives with commas)."""
-    params = request.query_params
-    urls = {u.split("|", 1)[0] for value in params.getlist("url") for u in value.split(",")}
-    ids = {i for value in params.getlist("_id") for i in value.split(",")}
-    found = [
-        q for q in QUESTIONNAIRES.values() if (not urls or q["url"] in urls) and (not ids or q["id"] in ids)
-    ]
-
-    def audited() -> None:
-        service.require("Questionnaire", "s")
-        service.audit("E", "search-type", "Questionnaire")
-
-    transact(service, audited)
-    entries = [("Questionnaire", q["id"], q) for q in found]
-    return fhir_response(
-        searchset(fhir_base(request), entries, len(found), [{"relation": "self", "url": str(request.url)}])
-    )
+    return search_served(request, service, "Questionnaire", QUESTIONNAIRES.values())
 
 
 @router.get("/{rid}", summary="Read an instrument definition")

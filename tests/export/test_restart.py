@@ -53,50 +53,25 @@ def test_a_killed_server_loses_no_export(tmp_path: Path) -> None:
         second.wait(10)
 
 
+def job_row(job_id: str, lease_until: datetime, owner: str | None = None) -> ExportJobRow:
+    """A running Patient export job of tenant ``default``, leased until ``lease_until``."""
+    now = datetime.now(UTC)
+    return ExportJobRow(
+        id=job_id, tenant="default", client="c", status="running", level="system", types='["Patient"]',
+        since=None, request="r", transaction_time=now, created=now, lease_until=lease_until,
+        lease_owner=owner, progress="Patient: 1,000 of 9,000", output="[]", errors="[]",
+    )  # fmt: skip
+
+
 def test_a_job_whose_runner_died_is_claimed_again(migrated_engine: Engine) -> None:
     _empty_tables(migrated_engine)
     now = datetime.now(UTC)
     with Session(migrated_engine) as session, session.begin():
-        session.add(
-            ExportJobRow(
-                id="j1",
-                tenant="default",
-                client="c",
-                status="running",
-                level="system",
-                types='["Patient"]',
-                since=None,
-                request="r",
-                transaction_time=now,
-                created=now,
-                lease_until=now - timedelta(seconds=1),
-                progress="Patient: 1,000 of 9,000",
-                output="[]",
-                errors="[]",
-            )
-        )
-        session.add(
-            ExportJobRow(
-                id="j2",
-                tenant="default",
-                client="c",
-                status="running",
-                level="system",
-                types='["Patient"]',
-                since=None,
-                request="r",
-                transaction_time=now,
-                created=now,
-                lease_until=now + timedelta(seconds=30),
-                progress="Patient: 1,000 of 9,000",
-                output="[]",
-                errors="[]",
-            )
-        )
+        session.add(job_row("j1", now - timedelta(seconds=1)))
+        session.add(job_row("j2", now + timedelta(seconds=30)))
     with Session(migrated_engine) as session, session.begin():
-        assert exports.claim(session, now, timedelta(seconds=10), 5, "runner-2") == [
-            "j1"
-        ]  # j2's runner lives
+        claimed = exports.claim(session, now, timedelta(seconds=10), 5, "runner-2")
+        assert claimed == ["j1"]  # j2's runner is alive
         j1 = session.get(ExportJobRow, "j1")
         assert j1 is not None and j1.lease_owner == "runner-2"
         # the runner that was too slow to renew finds the job no longer its own, and stops
@@ -121,6 +96,7 @@ def test_a_runner_stopping_mid_job_queues_it_again(migrated_engine: Engine, sett
     """Shutdown: the job stops after the batch in flight and is queued again at once (no lease to
     wait out), for the next runner to start from the beginning."""
     _empty_tables(migrated_engine)
+    runner = Runner(make_sessionmaker(migrated_engine), settings_factory())
     now = datetime.now(UTC)
     with Session(migrated_engine) as session, session.begin():
         session.add(
@@ -145,29 +121,7 @@ def test_a_runner_stopping_mid_job_queues_it_again(migrated_engine: Engine, sett
                 content='{"resourceType":"Patient","id":"p1"}',
             )
         )
-        session.add(
-            ExportJobRow(
-                id="j3",
-                tenant="default",
-                client="c",
-                status="running",
-                level="system",
-                types='["Patient"]',
-                since=None,
-                request="r",
-                transaction_time=now,
-                created=now,
-                lease_until=now + timedelta(seconds=10),
-                progress="running",
-                output="[]",
-                errors="[]",
-            )
-        )
-    runner = Runner(make_sessionmaker(migrated_engine), settings_factory())
-    with Session(migrated_engine) as session, session.begin():
-        job = session.get(ExportJobRow, "j3")
-        assert job is not None
-        job.lease_owner = runner.owner
+        session.add(job_row("j3", now + timedelta(seconds=10), runner.owner))
     runner.stopping.set()
     runner.run_job("j3")
     with Session(migrated_engine) as session:
