@@ -53,6 +53,7 @@ from app.services.uow import transact
 from app.settings import Settings
 from app.store import exports
 from app.store.db import WRITE_OPTION
+from app.store.migrate import current_revision, head_revision
 from app.store.models import ExportJobRow
 
 log = logging.getLogger("cocm.export")
@@ -273,24 +274,42 @@ class Runner:
         self.stopping = threading.Event()  # set at shutdown: jobs stop at the next batch
         self.owner = uuid.uuid4().hex  # this runner, as the lease holder
         self.purged_at: datetime | None = None
+        self.ready = False  # the schema is at its head revision (checked until it is)
 
     async def run(self, stop: asyncio.Event, poll_seconds: float = 0.5) -> None:
+        """Claim and run jobs until ``stop`` is set. Nothing runs until the schema is at its head
+        revision (``cocm migrate``); a failing round (the database down) is logged once, not at
+        every poll, until one succeeds."""
+        failing = False
         while not stop.is_set():
             try:
-                free = self.settings.export_concurrency - len(self.running)
-                if free > 0:
-                    for job_id in await asyncio.to_thread(self.claim, free):
-                        task = asyncio.create_task(asyncio.to_thread(self.run_job, job_id))
-                        self.running.add(task)
-                        task.add_done_callback(self.running.discard)
-                await asyncio.to_thread(self.purge)
-            except Exception:  # a database outage: try again at the next poll
-                log.exception("export runner round failed")
+                if await asyncio.to_thread(self._schema_ready):
+                    await self._round()
+                    failing = False
+            except Exception as exc:
+                if not failing:
+                    log.warning("export runner round failed: %s", type(exc).__name__)
+                failing = True
             with suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), poll_seconds)
         self.stopping.set()
         if self.running:
             await asyncio.wait(self.running)
+
+    async def _round(self) -> None:
+        free = self.settings.export_concurrency - len(self.running)
+        if free > 0:
+            for job_id in await asyncio.to_thread(self.claim, free):
+                task = asyncio.create_task(asyncio.to_thread(self.run_job, job_id))
+                self.running.add(task)
+                task.add_done_callback(self.running.discard)
+        await asyncio.to_thread(self.purge)
+
+    def _schema_ready(self) -> bool:
+        if not self.ready:
+            with self.sessions() as session:
+                self.ready = current_revision(session.get_bind().engine) == head_revision()
+        return self.ready
 
     def _write(self, work: Callable[[Session], Any]) -> Any:
         with self.write_lock, self.sessions() as session, session.begin():
