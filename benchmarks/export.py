@@ -21,9 +21,7 @@ The section between the ``export`` markers of RESULTS.md is replaced.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -40,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from run import Server, fresh_database, machine, replace_section, server_env  # noqa: E402
+from run import Server, database_arguments, fresh_database, machine, replace_section, server_env  # noqa: E402
 
 from app.settings import Settings  # noqa: E402
 from app.store.db import make_engine  # noqa: E402
@@ -278,15 +276,7 @@ def measure(kind: str, url: str, patients: int, workdir: Path) -> dict[str, Any]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both")
-    parser.add_argument("--sizes", default="10000,100000")
-    parser.add_argument(
-        "--postgres-url",
-        default=os.environ.get("COCM_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
-    )
+    parser = database_arguments(__doc__)
     args = parser.parse_args()
     kinds = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
     sizes = [int(s) for s in args.sizes.split(",")]

@@ -20,8 +20,6 @@ replaced.
 
 from __future__ import annotations
 
-import argparse
-import os
 import random
 import statistics
 import sys
@@ -36,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from run import fresh_database, machine, replace_section  # noqa: E402
+from run import database_arguments, fresh_database, machine, replace_section  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from app.domain import Actor  # noqa: E402
@@ -187,14 +185,7 @@ def measure(url: str, patients: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both")
-    parser.add_argument(
-        "--postgres-url",
-        default=os.environ.get("COCM_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
-    )
+    parser = database_arguments(__doc__)
     args = parser.parse_args()
     kinds = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
     info = machine()

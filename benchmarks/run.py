@@ -837,16 +837,20 @@ def report(results: list[DbResults], info: dict[str, str], args: argparse.Namesp
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def database_arguments(doc: str | None) -> argparse.ArgumentParser:
+    """The options every benchmark takes: which databases, and PostgreSQL's admin connection."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get("COCM_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
         help="an admin connection; the run creates and drops cocm_bench_<random> there",
     )
+    return parser
+
+
+def main() -> None:
+    parser = database_arguments(__doc__)
     parser.add_argument("--duration", type=float, default=10, help="seconds measured per wrk run")
     parser.add_argument(
         "--warmup", type=float, default=3, help="seconds of wrk warm-up before each measured run"

@@ -99,28 +99,10 @@ def test_a_runner_stopping_mid_job_queues_it_again(migrated_engine: Engine, sett
     runner = Runner(make_sessionmaker(migrated_engine), settings_factory())
     now = datetime.now(UTC)
     with Session(migrated_engine) as session, session.begin():
-        session.add(
-            Resource(
-                tenant="default",
-                type="Patient",
-                id="p1",
-                version_id=1,
-                last_updated=now,
-                deleted=False,
-                content='{"resourceType":"Patient","id":"p1"}',
-            )
-        )
-        session.add(
-            ResourceVersion(
-                tenant="default",
-                type="Patient",
-                id="p1",
-                version_id=1,
-                last_updated=now,
-                deleted=False,
-                content='{"resourceType":"Patient","id":"p1"}',
-            )
-        )
+        patient = {"tenant": "default", "type": "Patient", "id": "p1", "version_id": 1, "last_updated": now}
+        content = '{"resourceType":"Patient","id":"p1"}'
+        session.add(Resource(**patient, deleted=False, content=content))
+        session.add(ResourceVersion(**patient, deleted=False, content=content))
         session.add(job_row("j3", now + timedelta(seconds=10), runner.owner))
     runner.stopping.set()
     runner.run_job("j3")
