@@ -267,3 +267,23 @@ def test_files_and_status_expire(make_client: Any) -> None:
     time.sleep(1.3)
     assert client.get(status_url).status_code == 404
     assert client.get(manifest["output"][0]["url"]).status_code == 404
+
+
+def test_a_failed_job_answers_500_with_an_outcome(make_client: Any, tmp_path: Any) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the export folder should be")
+    client = make_client(export_dir=str(blocked))
+    Clinic(Fhir(client)).patient()
+    failed = wait(client, kick_off(client).headers["Content-Location"])
+    assert failed.status_code == 500
+    assert failed.json()["issue"][0]["diagnostics"] == "the export failed: see the server log"
+
+
+def test_since_with_an_unencoded_offset(clinic: Clinic) -> None:
+    client = clinic.fhir.client
+    clinic.patient()
+    # "+00:00" sent raw in a query string arrives as " 00:00": read as the offset it was
+    started = client.get("/fhir/$export?_type=Patient&_since=2000-01-01T00:00:00+00:00", headers=ASYNC)
+    assert started.status_code == 202, started.text
+    manifest = wait(client, started.headers["Content-Location"]).json()
+    assert [item["count"] for item in manifest["output"]] == [1]
