@@ -99,6 +99,7 @@ class Settings(BaseSettings):
     export_retention_hours: float = Field(24, gt=0)  # files and status expire this long after completion
     export_concurrency: int = Field(1, ge=1)  # jobs run at a time per process
     export_file_lines: int = Field(100_000, ge=1)  # resources per NDJSON file before the next part
+    export_batch: int = Field(2000, ge=1)  # resources read per query (memory held vs round trips)
     export_in_process: bool = True  # each server process runs export jobs (false: `cocm export-worker`)
 
     # Program targets of the quality measures (quality.md), a rate 0-1 shown against each measure's

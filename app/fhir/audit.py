@@ -7,7 +7,6 @@ patient data beyond references. Reading the trail is itself audited (action E).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
@@ -19,33 +18,8 @@ from app.fhir.outcome import fhir_base, fhir_response
 from app.resources.bundle import searchset
 from app.services.uow import transact
 from app.store import audit_trail
-from app.store.repository import format_instant
-
-if TYPE_CHECKING:
-    from app.store.models import AuditEventRow
 
 router = APIRouter(prefix="/fhir", tags=["FHIR audit"])
-
-
-def audit_event_resource(row: AuditEventRow) -> dict[str, Any]:
-    agent: dict[str, Any] = {"who": {"identifier": {"value": row.agent}}, "requestor": True}
-    if row.source_address:
-        agent["network"] = {"address": row.source_address, "type": "2"}  # 2 = IP address
-    event: dict[str, Any] = {
-        "resourceType": "AuditEvent",
-        "id": row.id,
-        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest"},
-        "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": row.interaction}],
-        "action": row.action,
-        "recorded": format_instant(row.recorded),
-        "outcome": row.outcome,
-        "agent": [agent],
-        "source": {"observer": {"display": "cocm-api"}},
-    }
-    if row.entity_type:
-        what = f"{row.entity_type}/{row.entity_id}" if row.entity_id else row.entity_type
-        event["entity"] = [{"what": {"reference": what} if row.entity_id else {"display": what}}]
-    return event
 
 
 @router.get("/AuditEvent", summary="Search the audit trail")
@@ -65,7 +39,7 @@ def search_audit_events(request: Request, service: ServiceDep, settings: Setting
     if offset + count < total:
         query = [(k, v) for k, v in params if k != "_offset"] + [("_offset", str(offset + count))]
         links.append({"relation": "next", "url": f"{base}/AuditEvent?{urlencode(query)}"})
-    entries = [("AuditEvent", row.id, audit_event_resource(row)) for row in rows]
+    entries = [("AuditEvent", row.id, audit_trail.resource(row)) for row in rows]
     return fhir_response(searchset(base, entries, total, links))
 
 
@@ -73,4 +47,4 @@ def search_audit_events(request: Request, service: ServiceDep, settings: Setting
 def read_audit_event(event_id: str, service: ServiceDep) -> Response:
     """One AuditEvent of the caller's tenant (404 otherwise)."""
 
-    return fhir_response(audit_event_resource(transact(service, lambda: service.read_audit(event_id))))
+    return fhir_response(audit_trail.resource(transact(service, lambda: service.read_audit(event_id))))

@@ -29,7 +29,8 @@ INTERACTIONS = ["read", "vread", "update", "delete", "history-instance", "create
 SOFTWARE_VERSION = "0.1.0"
 EXPORT_DOCUMENTATION = (
     "Bulk Data 2.0 (export.md): Prefer: respond-async; _outputFormat application/fhir+ndjson, _since, _type "
-    "(Prefer: handling=lenient drops unknown types into the error file); _typeFilter is not supported (400)"
+    "(Prefer: handling=lenient drops unknown types into the error file); AuditEvent at system level when _type "
+    "names it; _typeFilter is not supported (400)"
 )
 
 

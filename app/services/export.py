@@ -3,7 +3,9 @@
 - **Kick-off** (``kick_off``): the parameters are checked at once (400 naming the parameter, or,
   with ``Prefer: handling=lenient``, an unknown or unexportable ``_type`` dropped and reported in the
   manifest's ``error`` file); the job is a row of ``export_job`` with ``transactionTime`` = now. The
-  caller needs read and search scopes on every exported type.
+  caller needs read and search scopes on every exported type. AuditEvent is exported only when
+  ``_type`` names it (export.md), and only at system level: the trail is the tenant's, no patient's
+  compartment.
 - **Snapshot.** Each type is read from the versioned store as of ``transactionTime``
   (``app.store.exports``): versions never change, so a job run later, or again after a restart,
   writes the same files; writes after the kick-off are not in them, and deleted resources are not.
@@ -11,9 +13,10 @@
 - **Runner.** Every server process runs jobs in the background (``Runner``, in the app's lifespan,
   unless ``COCM_EXPORT_IN_PROCESS=false``; ``cocm export-worker`` runs one alone), at most
   ``COCM_EXPORT_CONCURRENCY`` at a time. A job is leased (``FOR UPDATE SKIP LOCKED`` on
-  PostgreSQL, so one runner per job) and the lease renewed every second while batches of 2,000
-  resources are written; a runner that dies loses its lease and another (or the restarted one) starts the job
-  again from the beginning. Memory stays flat: a batch at a time, straight to the file.
+  PostgreSQL, so one runner per job) and the lease renewed every second while batches of
+  ``COCM_EXPORT_BATCH`` (2,000) resources are written; a runner that dies loses its lease and
+  another (or the restarted one) starts the job again from the beginning. Memory stays flat: a
+  batch at a time, straight to the file.
 - **Files** go to ``COCM_EXPORT_DIR`` (default ``exports`` beside the SQLite file): NDJSON of 1.5
   million resources is gigabytes, which a database row should not carry and a file is served from
   with ``sendfile``; several servers need that folder shared (a volume). One type per file,
@@ -69,9 +72,9 @@ EXPORTABLE: Final = (
     "Consent",
     "Condition",
 )
+ASKED_ONLY: Final = ("AuditEvent",)  # export.md: only when _type asks for it (and the caller may read it)
 PATIENT_COMPARTMENT: Final = ("Patient", *(t for t in EXPORTABLE if t in PATIENT_REFERENCE_ELEMENTS))
 NDJSON_FORMATS: Final = frozenset({"application/fhir+ndjson", "application/ndjson", "ndjson"})
-BATCH: Final = 2000
 LEASE: Final = timedelta(seconds=10)
 RENEW_EVERY: Final = 1.0  # seconds between lease renewals (and progress, and the look for a cancel)
 MIN_POLL: Final = timedelta(milliseconds=200)
@@ -92,7 +95,8 @@ def parse_kickoff(
 ) -> ExportRequest:
     """The kick-off parameters (GET query or POST Parameters), 400 naming what is wrong; a
     ``_since`` without an offset is read in the clinic ``zone``."""
-    allowed = EXPORTABLE if level == "system" else PATIENT_COMPARTMENT
+    default = EXPORTABLE if level == "system" else PATIENT_COMPARTMENT
+    allowed = (*default, *ASKED_ONLY) if level == "system" else default
     for value in params.get("_outputFormat", []):
         if value not in NDJSON_FORMATS:
             raise InvalidInput(
@@ -125,7 +129,7 @@ def parse_kickoff(
                 expression=("_type",),
             )
         )
-    types = tuple(dict.fromkeys(t for t in asked if t in allowed)) if asked else allowed
+    types = tuple(dict.fromkeys(t for t in asked if t in allowed)) if asked else default
     return ExportRequest(level, types, since, unknown)
 
 
@@ -182,21 +186,40 @@ def status(service: ResourceService, job_id: str, base: str) -> Status:
         return Status("running", row.progress)
     if row.status == "failed":
         return Status("failed", row.progress)
-    files = f"{base}/$export-file/{row.id}/"
     errors = orjson.loads(row.errors)
-    manifest = {
-        "transactionTime": instant(row.transaction_time),
-        "request": row.request,
-        "requiresAccessToken": True,
-        "output": [
-            {"type": o["type"], "url": files + o["file"], "count": o["count"]}
-            for o in orjson.loads(row.output)
-        ],
-        "error": [{"type": "OperationOutcome", "url": files + ERROR_FILE, "count": len(errors)}]
-        if errors
-        else [],
-    }
+    manifest = _manifest(
+        row.transaction_time, row.request, f"{base}/$export-file/{row.id}/", orjson.loads(row.output)
+    )
+    manifest["requiresAccessToken"] = True
+    if errors:
+        manifest["error"] = [
+            {
+                "type": "OperationOutcome",
+                "url": f"{base}/$export-file/{row.id}/{ERROR_FILE}",
+                "count": len(errors),
+            }
+        ]
     return Status("complete", manifest=manifest, expires=row.expires)
+
+
+def _manifest(at: datetime, request: str, files: str, written: list[dict[str, Any]]) -> dict[str, Any]:
+    """The manifest of ``written`` files (their URLs ``files`` + name): ``deleted`` only when some
+    resources were deleted after ``_since``."""
+    entries: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
+    for o in written:
+        entries[bool(o.get("deleted"))].append(
+            {"type": o["type"], "url": files + o["file"], "count": o["count"]}
+        )
+    manifest: dict[str, Any] = {
+        "transactionTime": instant(at),
+        "request": request,
+        "requiresAccessToken": False,
+        "output": entries[False],
+        "error": [],
+    }
+    if entries[True]:
+        manifest["deleted"] = entries[True]
+    return manifest
 
 
 ERROR_FILE: Final = "OperationOutcome-errors.ndjson"
@@ -413,9 +436,7 @@ class Runner:
                 renewed[0] = time.monotonic()
                 return self._renew(job_id, f"{rtype}: {done:,} of {total:,}")
 
-            files = write_type(
-                self.sessions, tenant, rtype, at, since, folder, self.settings.export_file_lines, written
-            )
+            files = write_type(self.sessions, self.settings, tenant, rtype, at, since, folder, written)
             if files is None:  # cancelled or taken over
                 shutil.rmtree(folder, ignore_errors=True)
                 return
@@ -454,35 +475,63 @@ def run_folder(settings: Settings, job_id: str, owner: str) -> Path:
 
 def write_type(
     sessions: sessionmaker[Session],
+    settings: Settings,
     tenant: str,
     rtype: str,
     at: datetime,
     since: datetime | None,
     folder: Path,
-    file_lines: int,
     written: Callable[[int], bool],
 ) -> list[dict[str, Any]] | None:
     """One type's snapshot as NDJSON files in ``folder`` (``<Type>.ndjson``, then ``<Type>-2.ndjson``
-    after ``file_lines`` lines ...), a batch at a time, each in a read transaction of its own;
+    after ``COCM_EXPORT_FILE_LINES`` lines ...), ``COCM_EXPORT_BATCH`` at a time, each batch in a read
+    transaction of its own; with ``since``, then the resources deleted after it (Bulk Data IG 2.0
+    ``deleted``: per resource a transaction Bundle with one DELETE entry, ``<Type>-deleted.ndjson``).
     ``written(lines so far)`` after each batch may answer False to stop (None is answered then).
-    Answers the files as manifest entries (type, file, count)."""
+    Answers the files as manifest entries (type, file, count, and ``deleted`` for deletions)."""
+    files = _write_files(sessions, settings, tenant, rtype, at, since, folder, written, deleted=False)
+    if files is None or since is None or rtype in ASKED_ONLY:
+        return files
+    gone = _write_files(sessions, settings, tenant, rtype, at, since, folder, written, deleted=True)
+    return None if gone is None else files + gone
+
+
+def _write_files(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    tenant: str,
+    rtype: str,
+    at: datetime,
+    since: datetime | None,
+    folder: Path,
+    written: Callable[[int], bool],
+    *,
+    deleted: bool,
+) -> list[dict[str, Any]] | None:
+    stem = f"{rtype}-deleted" if deleted else rtype
     files: list[dict[str, Any]] = []
     after, done = "", 0
     out: IO[str] | None = None
     try:
         while True:
             with sessions() as session, session.begin():
-                batch = exports.snapshot_batch(session, tenant, rtype, at, since, after, BATCH)
+                batch = exports.snapshot_batch(
+                    session, tenant, rtype, at, since, after, settings.export_batch, deleted=deleted
+                )
             if not batch:
                 break
-            for _, content in batch:
-                if out is None or files[-1]["count"] >= file_lines:
+            for rid, content in batch:
+                if out is None or files[-1]["count"] >= settings.export_file_lines:
                     if out is not None:
                         out.close()
-                    name = f"{rtype}.ndjson" if not files else f"{rtype}-{len(files) + 1}.ndjson"
+                    name = f"{stem}.ndjson" if not files else f"{stem}-{len(files) + 1}.ndjson"
                     out = (folder / name).open("w", encoding="utf-8")
-                    files.append({"type": rtype, "file": name, "count": 0})
-                out.write(content)
+                    files.append(
+                        {"type": "Bundle", "file": name, "count": 0, "deleted": True}
+                        if deleted
+                        else {"type": rtype, "file": name, "count": 0}
+                    )
+                out.write(_deletion(rtype, rid) if deleted else content)
                 out.write("\n")
                 files[-1]["count"] += 1
             done += len(batch)
@@ -493,6 +542,11 @@ def write_type(
         if out is not None:
             out.close()
     return files
+
+
+def _deletion(rtype: str, rid: str) -> str:
+    entry = {"request": {"method": "DELETE", "url": f"{rtype}/{rid}"}}
+    return orjson.dumps({"resourceType": "Bundle", "type": "transaction", "entry": [entry]}).decode()
 
 
 def write_errors(folder: Path, errors: Sequence[str]) -> None:
@@ -537,18 +591,10 @@ def export_to_folder(
             progress(rtype, done, total)
             return True
 
+        # None only when ``written`` says stop, which it never does here
         output += (
-            write_type(
-                sessions, service.tenant, rtype, now, asked.since, folder, settings.export_file_lines, written
-            )
-            or []
-        )  # None only when ``written`` says stop, which it never does here
-    manifest = {
-        "transactionTime": instant(now),
-        "request": f"cocm export ({asked.level}: {', '.join(asked.types)})",
-        "requiresAccessToken": False,
-        "output": [{"type": o["type"], "url": o["file"], "count": o["count"]} for o in output],
-        "error": [],
-    }
+            write_type(sessions, settings, service.tenant, rtype, now, asked.since, folder, written) or []
+        )
+    manifest = _manifest(now, f"cocm export ({asked.level}: {', '.join(asked.types)})", "", output)
     (folder / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
     return manifest

@@ -1,8 +1,9 @@
-"""The audit trail's reads: search conditions and the queries behind ``GET /fhir/AuditEvent``
-(the rows are written by ``Repository.record_audit``)."""
+"""The audit trail's reads: search conditions, the queries behind ``GET /fhir/AuditEvent`` and a row
+as a FHIR AuditEvent (the rows are written by ``Repository.record_audit``)."""
 
 from __future__ import annotations
 
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, func, or_, select
@@ -10,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import InvalidInput, Issue
 from app.store.models import AuditEventRow
+from app.store.repository import format_instant
 from app.store.search import date_condition, parse_date_range
 
 ACTIONS = {"C", "R", "U", "D", "E"}
@@ -63,3 +65,25 @@ def search(
         .limit(count)
     ).all()
     return list(rows), total
+
+
+def resource(row: AuditEventRow) -> dict[str, Any]:
+    """The row as a FHIR AuditEvent (references only: the row holds nothing else)."""
+    agent: dict[str, Any] = {"who": {"identifier": {"value": row.agent}}, "requestor": True}
+    if row.source_address:
+        agent["network"] = {"address": row.source_address, "type": "2"}  # 2 = IP address
+    event: dict[str, Any] = {
+        "resourceType": "AuditEvent",
+        "id": row.id,
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest"},
+        "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": row.interaction}],
+        "action": row.action,
+        "recorded": format_instant(row.recorded),
+        "outcome": row.outcome,
+        "agent": [agent],
+        "source": {"observer": {"display": "cocm-api"}},
+    }
+    if row.entity_type:
+        what = f"{row.entity_type}/{row.entity_id}" if row.entity_id else row.entity_type
+        event["entity"] = [{"what": {"reference": what} if row.entity_id else {"display": what}}]
+    return event

@@ -5,6 +5,9 @@ The snapshot of a type at ``transaction_time`` is, for every resource of the ten
 version whose ``last_updated`` is on or before that instant, unless that version is a deletion;
 with ``since``, only those whose snapshot version is after ``since``. Versions are never changed,
 so a job that runs (or runs again after a restart) later reads the same snapshot.
+
+AuditEvents are rows of the append-only trail, not versioned resources: their snapshot is every
+event of the tenant recorded on or before ``transaction_time`` (and after ``since``).
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+import orjson
 from sqlalchemy import ColumnElement, delete, func, or_, select, text
 from sqlalchemy.orm import Session, aliased
 
-from app.store.models import ExportJobRow, ResourceVersion
+from app.store import audit_trail
+from app.store.models import AuditEventRow, ExportJobRow, ResourceVersion
 
 ACTIVE = ("queued", "running")
 
@@ -72,7 +77,7 @@ def remove(session: Session, job_ids: Sequence[str]) -> None:
 
 
 def _snapshot_filter(
-    tenant: str, rtype: str, at: datetime, since: datetime | None
+    tenant: str, rtype: str, at: datetime, since: datetime | None, deleted: bool = False
 ) -> tuple[ColumnElement[bool], ...]:
     newer = aliased(ResourceVersion)
     latest = (
@@ -90,31 +95,63 @@ def _snapshot_filter(
         ResourceVersion.type == rtype,
         ResourceVersion.last_updated <= at,
         ResourceVersion.version_id == latest,
-        ResourceVersion.deleted.is_(False),
+        ResourceVersion.deleted.is_(deleted),
     )
     if since is not None:
         conditions += (ResourceVersion.last_updated > since,)
     return conditions
 
 
-def snapshot_count(session: Session, tenant: str, rtype: str, at: datetime, since: datetime | None) -> int:
-    query = (
-        select(func.count()).select_from(ResourceVersion).where(*_snapshot_filter(tenant, rtype, at, since))
+def _audit_filter(tenant: str, at: datetime, since: datetime | None) -> tuple[ColumnElement[bool], ...]:
+    conditions: tuple[ColumnElement[bool], ...] = (
+        AuditEventRow.tenant == tenant,
+        AuditEventRow.recorded <= at,
     )
+    if since is not None:
+        conditions += (AuditEventRow.recorded > since,)
+    return conditions
+
+
+def snapshot_count(session: Session, tenant: str, rtype: str, at: datetime, since: datetime | None) -> int:
+    if rtype == "AuditEvent":
+        query = select(func.count()).select_from(AuditEventRow).where(*_audit_filter(tenant, at, since))
+    else:
+        query = (
+            select(func.count())
+            .select_from(ResourceVersion)
+            .where(*_snapshot_filter(tenant, rtype, at, since))
+        )
     return session.scalar(query) or 0
 
 
 def snapshot_batch(
-    session: Session, tenant: str, rtype: str, at: datetime, since: datetime | None, after: str, limit: int
+    session: Session,
+    tenant: str,
+    rtype: str,
+    at: datetime,
+    since: datetime | None,
+    after: str,
+    limit: int,
+    *,
+    deleted: bool = False,
 ) -> list[tuple[str, str]]:
-    """(id, JSON) of the next ``limit`` resources of the snapshot with ids after ``after``, by id."""
+    """(id, JSON) of the next ``limit`` resources of the snapshot with ids after ``after``, by id;
+    ``deleted``: instead (id, "") of those whose version as of ``at`` is a deletion (after ``since``)."""
+    if rtype == "AuditEvent":
+        events = session.scalars(
+            select(AuditEventRow)
+            .where(*_audit_filter(tenant, at, since), AuditEventRow.id > after)
+            .order_by(AuditEventRow.id)
+            .limit(limit)
+        )
+        return [(row.id, orjson.dumps(audit_trail.resource(row)).decode()) for row in events]
     query = (
         select(ResourceVersion.id, ResourceVersion.content)
-        .where(*_snapshot_filter(tenant, rtype, at, since), ResourceVersion.id > after)
+        .where(*_snapshot_filter(tenant, rtype, at, since, deleted), ResourceVersion.id > after)
         .order_by(ResourceVersion.id)
         .limit(limit)
     )
-    return [(rid, content or "") for rid, content in session.execute(query)]  # a live version has content
+    return [(rid, content or "") for rid, content in session.execute(query)]
 
 
 def writers_open_since(session: Session, at: datetime) -> bool:

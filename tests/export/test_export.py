@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from app.resources.validation import validate_resource
 from tests.api.scenario import Clinic
+from tests.auth.test_app_auth import smart_app, token  # noqa: F401 (smart_app: the fixture)
 from tests.conftest import Fhir
 from tests.quality.test_evaluate_http import condition
 
@@ -99,7 +100,7 @@ def test_export_flow_gives_every_resource_once(clinic: Clinic) -> None:
         assert sorted(r["id"] for r in exported.get(rtype, [])) == sorted(
             e["resource"]["id"] for e in searched.get("entry", [])
         ), rtype
-    assert "Subscription" not in exported
+    assert "Subscription" not in exported and "AuditEvent" not in exported  # the trail only when asked
 
 
 def test_snapshot_and_since(clinic: Clinic) -> None:
@@ -119,10 +120,20 @@ def test_snapshot_and_since(clinic: Clinic) -> None:
     assert added not in patients and "gender" not in patients[pid]  # the version as of transactionTime
     assert [p["id"] for p in exported["Practitioner"]] == [gone]  # deleted after: still in the snapshot
 
+    assert "deleted" not in manifest
+
     second = kick_off(client, _since=manifest["transactionTime"])
-    later = download(client, wait(client, second.headers["Content-Location"]).json())
+    changes = wait(client, second.headers["Content-Location"]).json()
+    later = download(client, changes)
     assert sorted(p["id"] for p in later["Patient"]) == sorted([pid, added])
     assert set(later) == {"Patient"}  # nothing else changed; the deleted Practitioner is not exported
+    # ... but listed as deleted (Bulk Data IG 2.0: a transaction Bundle with a DELETE entry)
+    assert [(d["type"], d["count"]) for d in changes["deleted"]] == [("Bundle", 1)]
+    response = client.get(changes["deleted"][0]["url"])
+    assert response.headers["content-type"].startswith("application/fhir+ndjson")
+    bundle = orjson.loads(response.text)
+    validate_resource(bundle)
+    assert bundle["entry"] == [{"request": {"method": "DELETE", "url": f"Practitioner/{gone}"}}]
 
 
 def test_patient_level_is_the_patient_compartment(clinic: Clinic) -> None:
@@ -240,6 +251,30 @@ def test_other_tenants_and_missing_credentials(make_client: Any) -> None:
     assert (
         Counter(e["resource"]["subtype"][0]["code"] for e in audit["entry"])["export"] >= 2
     )  # kick-off, download
+
+
+def test_audit_events_when_asked_for_and_readable(smart_app: TestClient) -> None:  # noqa: F811
+    """export.md: AuditEvent only when ``_type`` names it and the caller may read the trail; its
+    snapshot is every event recorded by transactionTime (a search of the trail up to it)."""
+    writer = {"Authorization": f"Bearer {token(smart_app, 'writer', 'system/*.cruds')}"}
+    assert (
+        smart_app.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=writer).status_code == 201
+    )
+    started = kick_off(smart_app, headers=writer, _type="Patient,AuditEvent")
+    assert started.status_code == 202, started.text
+    manifest = wait(smart_app, started.headers["Content-Location"], writer).json()
+    exported = download(smart_app, manifest, writer)
+    at = manifest["transactionTime"]
+    trail = smart_app.get("/fhir/AuditEvent", params={"date": f"le{at}", "_count": 500}, headers=writer)
+    assert sorted(e["id"] for e in exported["AuditEvent"]) == sorted(
+        e["resource"]["id"] for e in trail.json()["entry"]
+    )
+    assert any(e["subtype"][0]["code"] == "create" for e in exported["AuditEvent"])
+    narrow = {"Authorization": f"Bearer {token(smart_app, 'reader', 'system/Patient.rs')}"}
+    assert kick_off(smart_app, headers=narrow, _type="Patient").status_code == 202
+    assert kick_off(smart_app, headers=narrow, _type="AuditEvent").status_code == 403
+    patient_level = kick_off(smart_app, "/fhir/Patient/$export", headers=writer, _type="AuditEvent")
+    assert patient_level.status_code == 400  # the trail is no patient's compartment
 
 
 class _Keyed(Fhir):
