@@ -119,6 +119,7 @@ async def get_service(request: Request, caller: CallerDep) -> AsyncIterator[Reso
             allowed_hosts=settings.allowed_hosts,
             billing=settings.billing,
             care=settings.care,
+            group=request.app.state.write_group,
         )
     finally:
         session.close()

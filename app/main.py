@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -36,6 +37,7 @@ from app.observability import RequestContextMiddleware, configure_logging, metri
 from app.resources.outcome import CODE_BY_STATUS, status_of
 from app.services.export import Runner as ExportRunner
 from app.services.notify import Dispatcher
+from app.services.uow import WriteGroup
 from app.settings import Settings, SettingsError, load_settings
 from app.store.db import make_engine, make_sessionmaker, write_lock
 from app.store.migrate import current_revision, head_revision
@@ -76,6 +78,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         app.state.write_lock = write_lock(engine)
+        app.state.write_group = WriteGroup(
+            app.state.write_lock if engine.dialect.name == "sqlite" else threading.Lock(),
+            settings.group_commit_limit,
+        )
         read_url = settings.sqlalchemy_read_url  # a replica for the month-wide reads, if any
         read_engine = (
             make_engine(read_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)

@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     target_cocm_follow_up_4w: float | None = Field(None, ge=0, le=1)
     target_cocm_consult_not_improving: float | None = Field(None, ge=0, le=1)
 
+    # Group commit (issue 14, app.services.uow): the most single-resource requests sharing one
+    # transaction and commit; 1 turns grouping off.
+    group_commit_limit: int = Field(64, ge=1)
+
     # Connection pool (PostgreSQL).
     db_pool_size: int = Field(10, ge=1)
     db_max_overflow: int = Field(10, ge=0)

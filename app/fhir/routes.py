@@ -122,7 +122,8 @@ def create(
     one match answers 200 with it (nothing written), several 412. A plain POST whose identifier is
     already stored answers 200 with the stored resource when the content is the same, 409 when not."""
     _check_type(rtype, writing=True)
-    result = transact(service, lambda: service.create(rtype, body, if_none_exist=if_none_exist))
+    service.precheck(rtype, body, "c", *(("s",) if if_none_exist else ()))
+    result = transact(service, lambda: service.create(rtype, body, if_none_exist=if_none_exist), grouped=True)
     return write_response(result, prefer)
 
 
@@ -169,7 +170,8 @@ def conditional_update(
     several answer 412."""
     _check_type(rtype, writing=True)
     query = urlencode(list(request.query_params.multi_items()))
-    result = transact(service, lambda: service.conditional_update(rtype, query, body))
+    service.precheck(rtype, body, "u", "s")
+    result = transact(service, lambda: service.conditional_update(rtype, query, body), grouped=True)
     return write_response(result, prefer)
 
 
@@ -177,7 +179,7 @@ def conditional_update(
 def read(rtype: str, rid: str, service: ServiceDep) -> Response:
     """Read the current version: 200 with `ETag`, 404 unknown, 410 deleted."""
     _check_type(rtype)
-    stored = transact(service, lambda: service.read(rtype, rid))
+    stored = transact(service, lambda: service.read(rtype, rid), grouped=True)
     assert stored.content is not None
     return fhir_response(stored.content, 200, resource_headers(stored))
 
@@ -195,7 +197,8 @@ def update(
     version (412 otherwise); the body's id must equal the URL's."""
     _check_type(rtype, writing=True)
     expected = parse_etag(if_match) if if_match is not None else None
-    result = transact(service, lambda: service.update(rtype, rid, body, if_match=expected))
+    service.precheck(rtype, body, "u", rid=rid)
+    result = transact(service, lambda: service.update(rtype, rid, body, if_match=expected), grouped=True)
     return write_response(result, prefer)
 
 
@@ -203,7 +206,7 @@ def update(
 def delete(rtype: str, rid: str, service: ServiceDep) -> Response:
     """Delete: 204; the resource stops counting in status and billing; read answers 410."""
     _check_type(rtype, writing=True)
-    transact(service, lambda: service.delete(rtype, rid))
+    transact(service, lambda: service.delete(rtype, rid), grouped=True)
     return Response(status_code=204)
 
 
@@ -234,7 +237,7 @@ def vread(rtype: str, rid: str, vid: str, service: ServiceDep) -> Response:
     _check_type(rtype)
     if not vid.isdigit() or len(vid) > 9:
         raise NotFound(f"{rtype}/{rid} has no version {vid[:20]!r}")
-    stored = transact(service, lambda: service.vread(rtype, rid, int(vid)))
+    stored = transact(service, lambda: service.vread(rtype, rid, int(vid)), grouped=True)
     assert stored.content is not None
     return fhir_response(stored.content, 200, resource_headers(stored))
 

@@ -10,11 +10,11 @@ its own, see ``audit_failure``) and counts what was ingested. The repository bel
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement
@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app.domain import SYSTEM_ACTOR, Actor, BillingConfig, CareConfig, PatientFacts
-from app.errors import BusinessRuleViolation, Forbidden, Issue
+from app.errors import BusinessRuleViolation, DomainError, Forbidden, Issue
 from app.metrics import INGESTED, SCORING_WARNINGS
 from app.notifications.derived import raised_flags, threshold_reached
 from app.notifications.subscriptions import (
@@ -40,6 +40,9 @@ from app.store.db import WRITE_OPTION
 from app.store.models import AuditEventRow
 from app.store.repository import Repository, Stored, WriteResult
 from app.store.search import reference_id
+
+if TYPE_CHECKING:
+    from app.services.uow import WriteGroup
 
 log = logging.getLogger("cocm.audit")
 
@@ -80,7 +83,8 @@ class ResourceService:
     ``reads``: where month-wide billing and registry reads go, a read replica's session when
     ``COCM_DATABASE_READ_URL`` is set, else ``session``. ``allowed_hosts``: the Subscription
     endpoints exempt from the public-address rule (``COCM_SUBSCRIPTION_ALLOWED_HOSTS``).
-    ``billing``, ``care``: the settings the whole-picture notification topics are computed with."""
+    ``billing``, ``care``: the settings the whole-picture notification topics are computed with.
+    ``group``: the engine's ``app.services.uow.WriteGroup`` (group commit), if requests share one."""
 
     def __init__(
         self,
@@ -95,6 +99,7 @@ class ResourceService:
         allowed_hosts: frozenset[str] = frozenset(),
         billing: BillingConfig = DEFAULT_BILLING,
         care: CareConfig = DEFAULT_CARE,
+        group: WriteGroup | None = None,
     ) -> None:
         self.repo = Repository(session, tenant, zone)
         self.session = session
@@ -110,6 +115,20 @@ class ResourceService:
         self.billing = billing
         self.care = care
         self.attempt: tuple[str, str, str | None] | None = None  # (action, type, id) of the first step
+        self.group = group  # app.services.uow.WriteGroup: concurrent requests share a commit
+        self.checked: dict[str, Any] | None = None  # the body ``precheck`` validated
+
+    @contextmanager
+    def sharing(self, session: Session) -> Iterator[None]:
+        """Work on ``session`` (a group commit's) for a while, then on this service's own again."""
+        own = self.session, self.repo.session, self.reads
+        self.session = self.repo.session = session
+        if own[2] is own[0]:
+            self.reads = session
+        try:
+            yield
+        finally:
+            self.session, self.repo.session, self.reads = own
 
     # ------------------------------------------------------- scopes and audit
     def require(self, rtype: str, *interactions: str, rid: str | None = None) -> None:
@@ -204,6 +223,19 @@ class ResourceService:
         return found
 
     # ---------------------------------------------------------------- writes
+    def precheck(self, rtype: str, data: dict[str, Any], *interactions: str, rid: str | None = None) -> None:
+        """A single write's scopes and body checked before its transaction (``transact``), so that
+        validation runs outside the writer lock and the group commit; a failure is audited as one
+        inside would be. The write then skips validating ``data`` again."""
+        self.attempt = None
+        try:
+            self.require(rtype, *interactions, rid=rid)
+            self._validate(rtype, data)
+        except DomainError:
+            self.audit_failure("4")
+            raise
+        self.checked = data
+
     def create(
         self, rtype: str, data: dict[str, Any], *, if_none_exist: str | None = None, rid: str | None = None
     ) -> WriteResult:
@@ -252,7 +284,9 @@ class ResourceService:
     def _validate(self, rtype: str, data: dict[str, Any]) -> None:
         """The R4 model; for a Subscription also what this server supports (422), where its
         endpoint may be (``endpoints``) and, for ``full-resource``, read scope on what it would
-        carry (403)."""
+        carry (403). Nothing when ``precheck`` checked ``data`` already."""
+        if data is self.checked:
+            return
         validate_resource(data, rtype)
         if rtype != "Subscription":
             return

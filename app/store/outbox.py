@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import orjson
-from sqlalchemy import ColumnElement, and_, delete, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, bindparam, delete, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from app.notifications.subscriptions import RaisedEvent, SubscriptionSpec
@@ -31,7 +31,7 @@ RECEIVING = ("requested", "active", "error")
 def sync_subscription(session: Session, tenant: str, rid: str, spec: SubscriptionSpec) -> None:
     """Create or refresh the state of a Subscription just written. Status ``requested`` (a new
     subscription, or a client asking for a new handshake) makes a handshake due."""
-    transaction_info(session).pop(RECEIVERS, None)
+    _forget_receivers(session, tenant)
     state = session.get(SubscriptionStateRow, (tenant, rid), with_for_update=True)
     fields = {
         "topic": spec.topic,
@@ -65,32 +65,33 @@ def sync_subscription(session: Session, tenant: str, rid: str, spec: Subscriptio
 
 def drop_subscription(session: Session, tenant: str, rid: str) -> None:
     """A deleted Subscription takes its state and its events with it."""
-    transaction_info(session).pop(RECEIVERS, None)
+    _forget_receivers(session, tenant)
     for model in (SubscriptionEventRow, SubscriptionStateRow):
         session.execute(delete(model).where(model.tenant == tenant, model.subscription_id == rid))
 
 
-RECEIVERS = "subscription_receivers"  # transaction_info key: the tenant's receiving subscriptions
+RECEIVERS = "subscription_receivers"  # transaction_info key (with the tenant): its receiving subscriptions
+_RECEIVERS = select(  # built once: looked up on every write that could raise an event
+    SubscriptionStateRow.subscription_id, SubscriptionStateRow.topic, SubscriptionStateRow.patient_id
+).where(
+    SubscriptionStateRow.tenant == bindparam("tenant"),
+    SubscriptionStateRow.status.in_(RECEIVING),
+    or_(SubscriptionStateRow.end_at.is_(None), SubscriptionStateRow.end_at > bindparam("now")),
+)
+
+
+def _forget_receivers(session: Session, tenant: str) -> None:
+    transaction_info(session).pop(f"{RECEIVERS}:{tenant}", None)
 
 
 def _receivers(session: Session, tenant: str, now: datetime) -> list[tuple[str, str, str | None]]:
     """(id, topic, filter patient) of the tenant's subscriptions that receive events, read once per
     transaction (one small query per write; a Subscription written in the transaction resets it)."""
     info = transaction_info(session)
-    found: list[tuple[str, str, str | None]] | None = info.get(RECEIVERS)
+    found: list[tuple[str, str, str | None]] | None = info.get(f"{RECEIVERS}:{tenant}")
     if found is None:
-        rows = session.execute(
-            select(
-                SubscriptionStateRow.subscription_id,
-                SubscriptionStateRow.topic,
-                SubscriptionStateRow.patient_id,
-            ).where(
-                SubscriptionStateRow.tenant == tenant,
-                SubscriptionStateRow.status.in_(RECEIVING),
-                or_(SubscriptionStateRow.end_at.is_(None), SubscriptionStateRow.end_at > now),
-            )
-        )
-        found = info[RECEIVERS] = [(rid, topic, patient) for rid, topic, patient in rows]
+        rows = session.execute(_RECEIVERS, {"tenant": tenant, "now": now})
+        found = info[f"{RECEIVERS}:{tenant}"] = [(rid, topic, patient) for rid, topic, patient in rows]
     return found
 
 

@@ -70,7 +70,7 @@ class Stored:
     content: bytes | None  # None for a deleted version
 
 
-LIVE_PATIENTS = "live_patients"  # transaction_info key: patients known to be live
+LIVE_PATIENTS = "live_patients"  # transaction_info key (with the tenant): patients known to be live
 PATIENT_DELETED = select(Resource.deleted).where(  # built once: checked on every write
     Resource.tenant == bindparam("tenant"), Resource.type == "Patient", Resource.id == bindparam("id")
 )
@@ -250,7 +250,7 @@ class Repository:
         return True
 
     def _live_patients(self) -> set[str]:
-        live: set[str] = transaction_info(self.session).setdefault(LIVE_PATIENTS, set())
+        live: set[str] = transaction_info(self.session).setdefault(f"{LIVE_PATIENTS}:{self.tenant}", set())
         return live
 
     # ---------------------------------------------------------------- writes

@@ -1,0 +1,157 @@
+"""Group commit (``app.services.uow.WriteGroup``): concurrent requests share one transaction and
+one commit, each answers for itself, and a failing one costs the others nothing but a rerun.
+
+Each test holds the writer lock while its threads queue, then lets go: the first thread to get the
+lock takes every queued item into one group, so the grouping is certain, not a matter of timing."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import Engine, event, func, select
+
+from app.errors import BusinessRuleViolation, Conflict
+from app.services.resources import ResourceService
+from app.services.uow import WriteGroup, transact
+from app.store.db import make_sessionmaker
+from app.store.models import AuditEventRow, Resource
+from tests.conftest import _empty_tables, load_fixture
+
+Work = Callable[[ResourceService], Any]
+
+
+@pytest.fixture
+def engine(migrated_engine: Engine) -> Iterator[Engine]:
+    _empty_tables(migrated_engine)
+    yield migrated_engine
+
+
+def _response(patient: str, identifier: str | None = None, authored: str = "2026-11-02") -> dict[str, Any]:
+    body = load_fixture("us-core-phq9-questionnaireresponse.json")
+    body.pop("id", None)
+    body.update(subject={"reference": f"Patient/{patient}"}, status="completed", authored=authored)
+    if identifier is not None:
+        body["identifier"] = {"system": "urn:test", "value": identifier}
+    return body
+
+
+def _patient(engine: Engine, tenant: str, rid: str) -> None:
+    with make_sessionmaker(engine)() as session:
+        service = ResourceService(session, tenant, ZoneInfo("UTC"))
+        transact(service, lambda: service.update("Patient", rid, {"resourceType": "Patient", "id": rid}))
+
+
+def _grouped(engine: Engine, jobs: list[tuple[str, Work]]) -> tuple[list[Any], int]:
+    """Run ``jobs`` (tenant, work on a service) in threads through one ``WriteGroup``, all queued
+    before any runs; answers each job's result (or exception) in order, and the commits made."""
+    lock = threading.Lock()
+    group = WriteGroup(lock, limit=64)
+    sessions = make_sessionmaker(engine)
+    commits = [0]
+
+    def count(_connection: Any) -> None:
+        commits[0] += 1
+
+    event.listen(engine, "commit", count)
+    results: list[Any] = [None] * len(jobs)
+
+    def one(index: int, tenant: str, work: Work) -> None:
+        with sessions() as session:
+            service = ResourceService(session, tenant, ZoneInfo("UTC"), group=group)
+            try:
+                results[index] = transact(service, lambda: work(service), grouped=True)
+            except Exception as exc:
+                results[index] = exc
+
+    threads = [threading.Thread(target=one, args=(i, *job)) for i, job in enumerate(jobs)]
+    try:
+        with lock:  # nothing runs until every job is queued
+            for thread in threads:
+                thread.start()
+            deadline = time.monotonic() + 10
+            while len(group.queue) < len(jobs) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert len(group.queue) == len(jobs)
+        for thread in threads:
+            thread.join(30)
+    finally:
+        event.remove(engine, "commit", count)
+    return results, commits[0]
+
+
+def _count(engine: Engine, rtype: str, tenant: str = "default") -> int:
+    with make_sessionmaker(engine)() as session:
+        query = select(func.count()).where(
+            Resource.tenant == tenant, Resource.type == rtype, Resource.deleted.is_(False)
+        )
+        return session.scalar(query) or 0
+
+
+def _trail(engine: Engine) -> Counter[tuple[str, str]]:
+    with make_sessionmaker(engine)() as session:
+        return Counter((r.interaction, r.outcome) for r in session.scalars(select(AuditEventRow)))
+
+
+def _create(body: dict[str, Any]) -> Work:
+    return lambda service: service.create("QuestionnaireResponse", body)
+
+
+def test_a_group_is_one_commit_and_each_request_gets_its_own_answer(engine: Engine) -> None:
+    _patient(engine, "default", "p1")
+    results, commits = _grouped(engine, [("default", _create(_response("p1"))) for _ in range(8)])
+    assert commits == 1
+    assert all(r.created for r in results) and len({r.stored.id for r in results}) == 8
+    assert _count(engine, "QuestionnaireResponse") == 8
+    assert _count(engine, "Observation") == 8  # each scored once
+    assert _trail(engine)[("create", "0")] == 8
+
+
+def test_a_failing_request_fails_alone_and_the_others_are_written_once(engine: Engine) -> None:
+    _patient(engine, "default", "p1")
+    jobs = [("default", _create(_response("p1"))) for _ in range(5)]
+    jobs.insert(2, ("default", _create(_response("nobody"))))  # 422: not a patient here
+    jobs.insert(4, ("default", _create(_response("p1", identifier="x"))))
+    jobs.append(
+        ("default", _create(_response("p1", identifier="x", authored="2026-11-03")))
+    )  # same identifier, other content
+    results, commits = _grouped(engine, jobs)
+    assert commits > 1  # the group was rolled back and its requests run alone
+    assert isinstance(results[2], BusinessRuleViolation)
+    assert isinstance(results[-1], Conflict)
+    written = [r for i, r in enumerate(results) if i not in (2, len(results) - 1)]
+    assert all(r.created for r in written)
+    assert _count(engine, "QuestionnaireResponse") == 6
+    assert _count(engine, "Observation") == 6
+    trail = _trail(engine)
+    assert (trail[("create", "0")], trail[("failed", "4")]) == (6, 2)
+
+
+def test_a_retry_in_the_same_group_is_counted_once(engine: Engine) -> None:
+    _patient(engine, "default", "p1")
+    body = _response("p1", identifier="retry-1")
+    results, commits = _grouped(engine, [("default", _create(dict(body))) for _ in range(4)])
+    assert commits == 1
+    assert [r.created for r in results] == [True, False, False, False]
+    assert len({r.stored.id for r in results}) == 1
+    assert _count(engine, "QuestionnaireResponse") == 1 and _count(engine, "Observation") == 1
+
+
+def test_tenants_in_one_group_share_nothing(engine: Engine) -> None:
+    """Tenant a's live patient p1, cached by a's request, is no patient of tenant b's."""
+    _patient(engine, "a", "p1")
+    results, _ = _grouped(
+        engine,
+        [("a", _create(_response("p1"))), ("b", _create(_response("p1"))), ("a", _create(_response("p1")))],
+    )
+    assert results[0].created and results[2].created
+    assert isinstance(results[1], BusinessRuleViolation)
+    assert (_count(engine, "QuestionnaireResponse", "a"), _count(engine, "QuestionnaireResponse", "b")) == (
+        2,
+        0,
+    )
