@@ -82,7 +82,7 @@ def _stdout() -> Console:
 
 @contextmanager
 def _session(settings: Settings) -> Iterator[tuple[Engine, Session]]:
-    engine = make_engine(settings.sqlalchemy_url)
+    engine = make_engine(settings.sqlalchemy_url, sqlite_synchronous=settings.sqlite_synchronous)
     try:
         with make_sessionmaker(engine)() as session:
             yield engine, session
@@ -97,7 +97,7 @@ def _session(settings: Settings) -> Iterator[tuple[Engine, Session]]:
 def migrate() -> None:
     """Bring the database named by COCM_DATABASE_URL to the head migration."""
     settings = load_settings()
-    engine = make_engine(settings.sqlalchemy_url)
+    engine = make_engine(settings.sqlalchemy_url, sqlite_synchronous=settings.sqlite_synchronous)
     upgrade(engine)
     engine.dispose()
     typer.echo(f"database at head ({settings.sqlalchemy_url.get_backend_name()})")
@@ -128,7 +128,7 @@ def notify() -> None:
     Several may run against one PostgreSQL database; they share the work."""
     settings = load_settings()
     configure_logging()
-    engine = make_engine(settings.sqlalchemy_url)
+    engine = make_engine(settings.sqlalchemy_url, sqlite_synchronous=settings.sqlite_synchronous)
     dispatcher = Dispatcher(make_sessionmaker(engine), settings, write_lock=write_lock(engine))
 
     async def deliver() -> None:
@@ -263,7 +263,7 @@ def export_worker() -> None:
     run against one PostgreSQL database; each job runs on one of them."""
     settings = load_settings()
     configure_logging()
-    engine = make_engine(settings.sqlalchemy_url)
+    engine = make_engine(settings.sqlalchemy_url, sqlite_synchronous=settings.sqlite_synchronous)
     runner = ExportRunner(make_sessionmaker(engine), settings, write_lock=write_lock(engine))
 
     async def work() -> None:

@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     target_cocm_follow_up_4w: float | None = Field(None, ge=0, le=1)
     target_cocm_consult_not_improving: float | None = Field(None, ge=0, le=1)
 
+    # SQLite durability: NORMAL (WAL; a power cut may lose the last commits, never consistency) or
+    # FULL (an fsync per commit: nothing answered 201 is lost; slower).
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+
     # Group commit (issue 14, app.services.uow): the most single-resource requests sharing one
     # transaction and commit; 1 turns grouping off.
     group_commit_limit: int = Field(64, ge=1)

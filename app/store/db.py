@@ -23,7 +23,12 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 WRITE_OPTION = "cocm_write"  # execution option: this transaction will write
 
 
-def make_engine(url: URL, *, pool_size: int = 10, max_overflow: int = 10) -> Engine:
+def make_engine(
+    url: URL, *, pool_size: int = 10, max_overflow: int = 10, sqlite_synchronous: str = "NORMAL"
+) -> Engine:
+    """``sqlite_synchronous``: SQLite's ``synchronous`` pragma, NORMAL or FULL (``Settings``)."""
+    if sqlite_synchronous not in {"NORMAL", "FULL"}:
+        raise ValueError("sqlite_synchronous must be NORMAL or FULL")
     if url.get_backend_name() == "sqlite":
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True
@@ -36,8 +41,8 @@ def make_engine(url: URL, *, pool_size: int = 10, max_overflow: int = 10) -> Eng
             if url.database and url.database != ":memory:":
                 cursor.execute("PRAGMA journal_mode=WAL")
                 # WAL + NORMAL: consistent after a crash, and a commit costs no fsync (SQLite docs,
-                # "WAL mode"); a power cut may lose the last commits. Production runs PostgreSQL.
-                cursor.execute("PRAGMA synchronous=NORMAL")
+                # "WAL mode"); a power cut may lose the last commits. FULL: an fsync per commit.
+                cursor.execute(f"PRAGMA synchronous={sqlite_synchronous}")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
