@@ -6,6 +6,7 @@ a body, a patient detail or a key."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -115,6 +116,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.export_in_process
             else None
         )
+        # What lives as long as the process (modules, FHIR models, compiled statements) leaves the
+        # collector's view: a full collection then walks only the requests' garbage, not the
+        # whole heap (Python docs, gc.freeze; it took the POST p99 from ~80 to ~50 ms, RESULTS.md).
+        gc.freeze()
         try:
             yield
         finally:

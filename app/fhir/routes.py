@@ -10,13 +10,14 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+import anyio.to_thread
 import orjson
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 
 from app.auth.routes import advertised_token_url
 from app.deps import BodyDep, ServiceDep, SettingsDep
-from app.errors import InvalidInput, Issue, NotFound, NotSupported
+from app.errors import DomainError, InvalidInput, Issue, NotFound, NotSupported
 from app.fhir.capability import capability_statement
 from app.fhir.outcome import fhir_base, fhir_response, outcome_response
 from app.resources import cursor as cursor_codec
@@ -25,7 +26,8 @@ from app.resources.outcome import FHIR_JSON
 from app.resources.validation import SUPPORTED_TYPES
 from app.resources.versions import etag, history_location, http_date, parse_etag
 from app.services.bundles import process_bundle
-from app.services.uow import transact
+from app.services.resources import ResourceService
+from app.services.uow import transact, transact_async
 from app.store.repository import Stored, WriteResult
 
 router = APIRouter(prefix="/fhir", tags=["FHIR"])
@@ -83,6 +85,18 @@ def write_response(result: WriteResult, prefer: str | None) -> Response:
     return fhir_response(stored.content, status, headers)
 
 
+async def _precheck(
+    service: ResourceService, rtype: str, body: dict[str, Any], *interactions: str, rid: str | None = None
+) -> None:
+    """``ResourceService.precheck`` on the event loop (validation is CPU alone); a failure's audit
+    row, a database write, is made in the thread pool."""
+    try:
+        service.precheck(rtype, body, *interactions, rid=rid)
+    except DomainError:
+        await anyio.to_thread.run_sync(service.audit_failure, "4")
+        raise
+
+
 def _prefer_return(prefer: str | None) -> str | None:
     for part in (prefer or "").split(","):
         name, _, value = part.strip().partition("=")
@@ -111,7 +125,7 @@ def bundle(request: Request, body: BodyDep, service: ServiceDep, settings: Setti
 
 
 @router.post("/{rtype}", summary="Create (or conditional create)", openapi_extra=BODY_SCHEMA)
-def create(
+async def create(
     rtype: str,
     body: BodyDep,
     service: ServiceDep,
@@ -122,8 +136,8 @@ def create(
     one match answers 200 with it (nothing written), several 412. A plain POST whose identifier is
     already stored answers 200 with the stored resource when the content is the same, 409 when not."""
     _check_type(rtype, writing=True)
-    service.precheck(rtype, body, "c", *(("s",) if if_none_exist else ()))
-    result = transact(service, lambda: service.create(rtype, body, if_none_exist=if_none_exist), grouped=True)
+    await _precheck(service, rtype, body, "c", *(("s",) if if_none_exist else ()))
+    result = await transact_async(service, lambda: service.create(rtype, body, if_none_exist=if_none_exist))
     return write_response(result, prefer)
 
 
@@ -163,29 +177,29 @@ def search(
 
 
 @router.put("/{rtype}", summary="Conditional update", openapi_extra=BODY_SCHEMA)
-def conditional_update(
+async def conditional_update(
     rtype: str, request: Request, body: BodyDep, service: ServiceDep, prefer: str | None = Header(None)
 ) -> Response:
     """Upsert by search criteria (`?identifier=sys|val`): one match is updated, none creates,
     several answer 412."""
     _check_type(rtype, writing=True)
     query = urlencode(list(request.query_params.multi_items()))
-    service.precheck(rtype, body, "u", "s")
-    result = transact(service, lambda: service.conditional_update(rtype, query, body), grouped=True)
+    await _precheck(service, rtype, body, "u", "s")
+    result = await transact_async(service, lambda: service.conditional_update(rtype, query, body))
     return write_response(result, prefer)
 
 
 @router.get("/{rtype}/{rid}", summary="Read")
-def read(rtype: str, rid: str, service: ServiceDep) -> Response:
+async def read(rtype: str, rid: str, service: ServiceDep) -> Response:
     """Read the current version: 200 with `ETag`, 404 unknown, 410 deleted."""
     _check_type(rtype)
-    stored = transact(service, lambda: service.read(rtype, rid), grouped=True)
+    stored = await transact_async(service, lambda: service.read(rtype, rid))
     assert stored.content is not None
     return fhir_response(stored.content, 200, resource_headers(stored))
 
 
 @router.put("/{rtype}/{rid}", summary="Update", openapi_extra=BODY_SCHEMA)
-def update(
+async def update(
     rtype: str,
     rid: str,
     body: BodyDep,
@@ -197,16 +211,16 @@ def update(
     version (412 otherwise); the body's id must equal the URL's."""
     _check_type(rtype, writing=True)
     expected = parse_etag(if_match) if if_match is not None else None
-    service.precheck(rtype, body, "u", rid=rid)
-    result = transact(service, lambda: service.update(rtype, rid, body, if_match=expected), grouped=True)
+    await _precheck(service, rtype, body, "u", rid=rid)
+    result = await transact_async(service, lambda: service.update(rtype, rid, body, if_match=expected))
     return write_response(result, prefer)
 
 
 @router.delete("/{rtype}/{rid}", summary="Delete", status_code=204)
-def delete(rtype: str, rid: str, service: ServiceDep) -> Response:
+async def delete(rtype: str, rid: str, service: ServiceDep) -> Response:
     """Delete: 204; the resource stops counting in status and billing; read answers 410."""
     _check_type(rtype, writing=True)
-    transact(service, lambda: service.delete(rtype, rid), grouped=True)
+    await transact_async(service, lambda: service.delete(rtype, rid))
     return Response(status_code=204)
 
 
@@ -232,12 +246,12 @@ def history(rtype: str, rid: str, request: Request, service: ServiceDep) -> Resp
 
 
 @router.get("/{rtype}/{rid}/_history/{vid}", summary="Version read")
-def vread(rtype: str, rid: str, vid: str, service: ServiceDep) -> Response:
+async def vread(rtype: str, rid: str, vid: str, service: ServiceDep) -> Response:
     """Read one version (`vread`): 404 unknown version, 410 when that version is a deletion."""
     _check_type(rtype)
     if not vid.isdigit() or len(vid) > 9:
         raise NotFound(f"{rtype}/{rid} has no version {vid[:20]!r}")
-    stored = transact(service, lambda: service.vread(rtype, rid, int(vid)), grouped=True)
+    stored = await transact_async(service, lambda: service.vread(rtype, rid, int(vid)))
     assert stored.content is not None
     return fhir_response(stored.content, 200, resource_headers(stored))
 

@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app.domain import SYSTEM_ACTOR, Actor, BillingConfig, CareConfig, PatientFacts
-from app.errors import BusinessRuleViolation, DomainError, Forbidden, Issue
+from app.errors import BusinessRuleViolation, Forbidden, Issue
 from app.metrics import INGESTED, SCORING_WARNINGS
 from app.notifications.derived import raised_flags, threshold_reached
 from app.notifications.subscriptions import (
@@ -225,15 +225,12 @@ class ResourceService:
     # ---------------------------------------------------------------- writes
     def precheck(self, rtype: str, data: dict[str, Any], *interactions: str, rid: str | None = None) -> None:
         """A single write's scopes and body checked before its transaction (``transact``), so that
-        validation runs outside the writer lock and the group commit; a failure is audited as one
-        inside would be. The write then skips validating ``data`` again."""
+        validation runs outside the writer lock and the group commit. The caller records a failure
+        with ``audit_failure("4")``, as a failure inside the transaction would be. The write then
+        skips validating ``data`` again."""
         self.attempt = None
-        try:
-            self.require(rtype, *interactions, rid=rid)
-            self._validate(rtype, data)
-        except DomainError:
-            self.audit_failure("4")
-            raise
+        self.require(rtype, *interactions, rid=rid)
+        self._validate(rtype, data)
         self.checked = data
 
     def create(

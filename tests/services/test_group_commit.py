@@ -1,11 +1,12 @@
 """Group commit (``app.services.uow.WriteGroup``): concurrent requests share one transaction and
 one commit, each answers for itself, and a failing one costs the others nothing but a rerun.
 
-Each test holds the writer lock while its threads queue, then lets go: the first thread to get the
-lock takes every queued item into one group, so the grouping is certain, not a matter of timing."""
+Each test holds the writer lock while its requests queue, then lets go: the writer thread takes
+every queued item into one group, so the grouping is certain, not a matter of timing."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import Counter
@@ -18,7 +19,7 @@ from sqlalchemy import Engine, event, func, select
 
 from app.errors import BusinessRuleViolation, Conflict
 from app.services.resources import ResourceService
-from app.services.uow import WriteGroup, transact
+from app.services.uow import WriteGroup, transact, transact_async
 from app.store.db import make_sessionmaker
 from app.store.models import AuditEventRow, Resource
 from tests.conftest import _empty_tables, load_fixture
@@ -48,8 +49,9 @@ def _patient(engine: Engine, tenant: str, rid: str) -> None:
 
 
 def _grouped(engine: Engine, jobs: list[tuple[str, Work]]) -> tuple[list[Any], int]:
-    """Run ``jobs`` (tenant, work on a service) in threads through one ``WriteGroup``, all queued
-    before any runs; answers each job's result (or exception) in order, and the commits made."""
+    """Run ``jobs`` (tenant, work on a service) as concurrent requests of one event loop through one
+    ``WriteGroup``, all queued before any runs; answers each job's result (or exception) in order,
+    and the commits made."""
     lock = threading.Lock()
     group = WriteGroup(lock, limit=64)
     sessions = make_sessionmaker(engine)
@@ -61,25 +63,26 @@ def _grouped(engine: Engine, jobs: list[tuple[str, Work]]) -> tuple[list[Any], i
     event.listen(engine, "commit", count)
     results: list[Any] = [None] * len(jobs)
 
-    def one(index: int, tenant: str, work: Work) -> None:
+    async def one(index: int, tenant: str, work: Work) -> None:
         with sessions() as session:
             service = ResourceService(session, tenant, ZoneInfo("UTC"), group=group)
             try:
-                results[index] = transact(service, lambda: work(service), grouped=True)
+                results[index] = await transact_async(service, lambda: work(service))
             except Exception as exc:
                 results[index] = exc
 
-    threads = [threading.Thread(target=one, args=(i, *job)) for i, job in enumerate(jobs)]
+    async def requests() -> None:
+        await asyncio.gather(*(one(i, *job) for i, job in enumerate(jobs)))
+
+    loop = threading.Thread(target=asyncio.run, args=(requests(),))  # the server's event loop
     try:
         with lock:  # nothing runs until every job is queued
-            for thread in threads:
-                thread.start()
+            loop.start()
             deadline = time.monotonic() + 10
             while len(group.queue) < len(jobs) and time.monotonic() < deadline:
                 time.sleep(0.01)
             assert len(group.queue) == len(jobs)
-        for thread in threads:
-            thread.join(30)
+        loop.join(30)
     finally:
         event.remove(engine, "commit", count)
     return results, commits[0]
