@@ -596,6 +596,7 @@ class DbResults:
     qr: WrkResult | None = None
     qr_serial: WrkResult | None = None
     qr_two_workers: WrkResult | None = None  # PostgreSQL: two uvicorn workers
+    qr_ungrouped: WrkResult | None = None  # COCM_GROUP_COMMIT_LIMIT=1: what group commit buys
     bundle: WrkResult | None = None
     loads: dict[int, LoadResult] = field(default_factory=dict)
     billing: dict[int, WalkResult] = field(default_factory=dict)
@@ -644,6 +645,23 @@ def run_database(kind: str, args: argparse.Namespace, workdir: Path, spy: str | 
             )
         time.sleep(2)  # let queued requests finish
         res.bundle = wrk_measured(app.url("/fhir"), bundle_file, args, args.bundle_connections, "POST Bundle")
+
+    log(f"{kind}: POST /fhir/QuestionnaireResponse without group commit (fresh database)")
+    with (
+        fresh_database(kind, args.postgres_url, workdir) as url,
+        Server(
+            "app.main:app", {**server_env(url), "COCM_GROUP_COMMIT_LIMIT": "1"}, workdir, f"app1-{kind}"
+        ) as app,
+    ):
+        patient = post_json(app, "/fhir/Patient", {"resourceType": "Patient", "name": [{"family": "Bench"}]})
+        qr_file.write_bytes(json.dumps(payloads.phq9_response(f"Patient/{patient['id']}")).encode())
+        res.qr_ungrouped = wrk_measured(
+            app.url("/fhir/QuestionnaireResponse"),
+            qr_file,
+            args,
+            args.connections,
+            "POST QR, no group commit",
+        )
 
     if kind == "postgresql":
         log(f"{kind}: POST /fhir/QuestionnaireResponse on two uvicorn workers (fresh database)")
@@ -752,6 +770,10 @@ def report(results: list[DbResults], info: dict[str, str], args: argparse.Namesp
             (f"POST /fhir/QuestionnaireResponse (PHQ-9), {args.connections} connections", r.qr),
             ("POST /fhir/QuestionnaireResponse (PHQ-9), 1 connection", r.qr_serial),
             (
+                f"POST /fhir/QuestionnaireResponse (PHQ-9), {args.connections} connections, group commit off",
+                r.qr_ungrouped,
+            ),
+            (
                 f"POST /fhir/QuestionnaireResponse (PHQ-9), {args.connections} connections, 2 workers",
                 r.qr_two_workers,
             ),
@@ -767,6 +789,12 @@ def report(results: list[DbResults], info: dict[str, str], args: argparse.Namesp
             f"(= {bundle_rps:,.0f} resources/s) | {r.bundle.p50_ms:.0f} | {r.bundle.p99_ms:.0f} | "
             f"{r.bundle.max_ms:.0f} | {bundle_rps / r.floor.rps:.2f}x (resources/s per floor req/s) | |"
         )
+        if r.qr_ungrouped is not None:
+            lines += [
+                "",
+                f"Group commit buys {r.qr.rps / r.qr_ungrouped.rps:.2f}x the POST rate of the same server with "
+                f"`COCM_GROUP_COMMIT_LIMIT=1` (p99 {r.qr.p99_ms:.1f} vs {r.qr_ungrouped.p99_ms:.1f} ms).",
+            ]
         if r.qr_two_workers is not None:
             lines += [
                 "",
