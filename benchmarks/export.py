@@ -277,6 +277,7 @@ def measure(kind: str, url: str, patients: int, workdir: Path) -> dict[str, Any]
 
 def main() -> None:
     parser = database_arguments(__doc__)
+    parser.add_argument("--sizes", default="10000,100000", help="patients per export, comma-separated")
     args = parser.parse_args()
     kinds = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
     sizes = [int(s) for s in args.sizes.split(",")]

@@ -895,8 +895,9 @@ def report(results: list[DbResults], info: dict[str, str], args: argparse.Namesp
         if ANALYSIS_START in previous
         else ("\n_No analysis written yet._\n")
     )
+    others = previous.split(ANALYSIS_END, 1)[1].lstrip("\n") if ANALYSIS_END in previous else ""
     lines += ["## Analysis", "", ANALYSIS_START + kept + ANALYSIS_END, ""]
-    return "\n".join(lines)
+    return "\n".join(lines) + ("\n" + others if others else "")  # the other benchmarks' sections stay
 
 
 def database_arguments(doc: str | None) -> argparse.ArgumentParser:

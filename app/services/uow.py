@@ -19,11 +19,12 @@ import asyncio
 import threading
 from collections import deque
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
+import anyio
 import anyio.to_thread
 from sqlalchemy.exc import IntegrityError
 
@@ -97,10 +98,9 @@ class WriteGroup:
     ``write_lock``, so grouped and ungrouped writers queue on the same lock; a lock of its own on
     PostgreSQL); ``limit``: the most items in one transaction.
 
-    A writer thread of its own runs the groups, in arrival order; each request's thread queues
-    its item and waits for it to be done. (Measured against leading from the requests' own
-    threads, benchmarks/RESULTS.md: 5-8% more requests per second and a lower p99, fewer
-    hand-overs of the lead.)"""
+    A writer thread of its own runs the groups, in arrival order; each request queues its item
+    from the event loop and awaits it (measured against handing the lead from one request's thread
+    to the next: 5-8% more requests per second, benchmarks/RESULTS.md "Analysis")."""
 
     def __init__(self, lock: AbstractContextManager[Any], limit: int) -> None:
         self.lock = lock
@@ -124,7 +124,8 @@ class WriteGroup:
 
         item = _Item(service, work, finished)
         self._queue(item)
-        await future
+        with anyio.CancelScope(shield=True):  # a cancelled request still waits: its session is in use
+            await future
         result: T = item.outcome()
         return result
 
@@ -149,14 +150,7 @@ class WriteGroup:
             with self.lock:  # then take the queue: what arrived while waiting joins the group
                 with self.ready:
                     batch = [self.queue.popleft() for _ in range(min(self.limit, len(self.queue)))]
-                try:
-                    self._run(batch)
-                except BaseException as exc:  # never leave a request waiting for ever
-                    for item in batch:
-                        if not item.done:
-                            item.error, item.done = exc, True
-                            item.finished()
-                    raise
+                self._run(batch)
 
     @classmethod
     def _run(cls, batch: list[_Item]) -> None:
@@ -170,10 +164,11 @@ class WriteGroup:
             if not together:
                 try:
                     item.result = _alone(item.service, item.work)
-                except Exception as exc:  # the request's own error, raised in its own thread
+                except Exception as exc:  # the request's own error, raised on the event loop
                     item.error = exc
             item.done = True
-            item.finished()
+            with suppress(RuntimeError):  # the event loop has closed: nobody waits any more
+                item.finished()
 
     @staticmethod
     def _together(batch: list[_Item]) -> None:

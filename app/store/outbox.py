@@ -71,6 +71,7 @@ def drop_subscription(session: Session, tenant: str, rid: str) -> None:
 
 
 RECEIVERS = "subscription_receivers"  # transaction_info key (with the tenant): its receiving subscriptions
+LOCKED = "subscription_locked"  # transaction_info key (with the tenant): state rows locked, by id
 _RECEIVERS = select(  # built once: looked up on every write that could raise an event
     SubscriptionStateRow.subscription_id, SubscriptionStateRow.topic, SubscriptionStateRow.patient_id
 ).where(
@@ -81,7 +82,9 @@ _RECEIVERS = select(  # built once: looked up on every write that could raise an
 
 
 def _forget_receivers(session: Session, tenant: str) -> None:
-    transaction_info(session).pop(f"{RECEIVERS}:{tenant}", None)
+    info = transaction_info(session)
+    info.pop(f"{RECEIVERS}:{tenant}", None)
+    info.pop(f"{LOCKED}:{tenant}", None)
 
 
 def _receivers(session: Session, tenant: str, now: datetime) -> list[tuple[str, str, str | None]]:
@@ -109,7 +112,9 @@ def receiving_topics(
 
 def raise_events(session: Session, tenant: str, events: Sequence[RaisedEvent], now: datetime) -> None:
     """Number and store ``events`` for every subscription that receives them. Only the receivers'
-    state rows are locked (in id order, one lock order for every writer), and read afresh."""
+    state rows are locked (in id order, one lock order for every writer), and read afresh the first
+    time in the transaction: a group commit's later writes number on from the rows it holds, and
+    the counts are written once, at commit."""
     receivers = _receivers(session, tenant, now)
     for event in events:
         ids = sorted(
@@ -119,14 +124,22 @@ def raise_events(session: Session, tenant: str, events: Sequence[RaisedEvent], n
         )
         if not ids:
             continue
-        states = session.scalars(
-            select(SubscriptionStateRow)
-            .where(SubscriptionStateRow.tenant == tenant, SubscriptionStateRow.subscription_id.in_(ids))
-            .order_by(SubscriptionStateRow.subscription_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        ).all()
-        for state in states:
+        locked: dict[str, SubscriptionStateRow] = transaction_info(session).setdefault(
+            f"{LOCKED}:{tenant}", {}
+        )
+        missing = [rid for rid in ids if rid not in locked]
+        if missing:
+            for state in session.scalars(
+                select(SubscriptionStateRow)
+                .where(
+                    SubscriptionStateRow.tenant == tenant, SubscriptionStateRow.subscription_id.in_(missing)
+                )
+                .order_by(SubscriptionStateRow.subscription_id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            ):
+                locked[state.subscription_id] = state
+        for state in (locked[rid] for rid in ids if rid in locked):
             if state.status not in RECEIVING:
                 continue  # changed since the transaction looked
             state.events += 1
@@ -148,7 +161,6 @@ def raise_events(session: Session, tenant: str, events: Sequence[RaisedEvent], n
                     "context": orjson.dumps(list(event.context)).decode(),
                 },
             )
-        session.flush()
 
 
 # --------------------------------------------------------------------------- the dispatcher's side

@@ -18,11 +18,13 @@ import pytest
 from sqlalchemy import Engine, event, func, select
 
 from app.errors import BusinessRuleViolation, Conflict
+from app.notifications.subscriptions import MEASUREMENT_RECORDED
 from app.services.resources import ResourceService
 from app.services.uow import WriteGroup, transact, transact_async
 from app.store.db import make_sessionmaker
-from app.store.models import AuditEventRow, Resource
+from app.store.models import AuditEventRow, Resource, SubscriptionEventRow, SubscriptionStateRow
 from tests.conftest import _empty_tables, load_fixture
+from tests.notifications.support import subscription_body
 
 Work = Callable[[ResourceService], Any]
 
@@ -158,3 +160,21 @@ def test_tenants_in_one_group_share_nothing(engine: Engine) -> None:
         2,
         0,
     )
+
+
+def test_a_groups_events_are_numbered_without_gaps(engine: Engine) -> None:
+    """Each write of a group raises its event on the subscription rows the group locked once."""
+    _patient(engine, "default", "p1")
+    with make_sessionmaker(engine)() as session:
+        service = ResourceService(session, "default", ZoneInfo("UTC"), allowed_hosts=frozenset({"127.0.0.1"}))
+        body = subscription_body("http://127.0.0.1:9/hook", topic=MEASUREMENT_RECORDED)
+        sub = transact(service, lambda: service.create("Subscription", body)).stored.id
+    results, commits = _grouped(engine, [("default", _create(_response("p1"))) for _ in range(6)])
+    assert commits == 1 and all(r.created for r in results)
+    with make_sessionmaker(engine)() as session:
+        state = session.get(SubscriptionStateRow, ("default", sub))
+        numbers = session.scalars(
+            select(SubscriptionEventRow.number).where(SubscriptionEventRow.subscription_id == sub)
+        ).all()
+        assert state is not None and state.events == 6
+        assert sorted(numbers) == [1, 2, 3, 4, 5, 6]
