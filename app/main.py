@@ -118,7 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         # What lives as long as the process (modules, FHIR models, compiled statements) leaves the
         # collector's view: a full collection then walks only the requests' garbage, not the
-        # whole heap (Python docs, gc.freeze; it took the POST p99 from ~80 to ~50 ms, RESULTS.md).
+        # whole heap (Python docs, gc.freeze; the POST p99 went from ~80 to ~40 ms, benchmarks/RESULTS.md).
         gc.freeze()
         try:
             yield

@@ -415,17 +415,21 @@ def load(server: Server, first: int, count: int, concurrency: int = 4) -> LoadRe
     return LoadResult(count, resources, elapsed)
 
 
-def walk(server: Server, path: str, limit: int) -> tuple[int, int]:
-    """GET every page of a cursor-paged list; (items, pages)."""
+def walk(server: Server, path: str, limit: int, latencies: list[float] | None = None) -> tuple[int, int]:
+    """GET every page of a cursor-paged list; (items, pages). ``latencies``: each page's seconds
+    are appended."""
     conn = server.connection()
     items = pages = 0
     cursor: str | None = None
     try:
         while True:
             url = f"{path}&limit={limit}" + (f"&cursor={quote(cursor)}" if cursor else "")
+            started = time.perf_counter()
             conn.request("GET", url)
             response = conn.getresponse()
             body = response.read()
+            if latencies is not None:
+                latencies.append(time.perf_counter() - started)
             if response.status != 200:
                 raise RuntimeError(f"GET {url} answered {response.status}: {body[:200]!r}")
             data = json.loads(body)
@@ -473,6 +477,36 @@ class CsvResult:
     seconds: float
     hwm_before_kib: int
     hwm_after_kib: int
+
+
+@dataclass
+class MixedResult:
+    post: WrkResult
+    pages: int
+    page_p50_ms: float
+    page_p99_ms: float
+
+
+def mixed_run(server: Server, body: Path, paths: list[str], args: argparse.Namespace) -> MixedResult:
+    """wrk POSTs the PHQ-9 while one client walks ``paths`` (the month's billing and the registry,
+    every page, limit 100, over and over): the POST latencies from wrk, each page's from here."""
+    latencies: list[float] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            for path in paths:
+                walk(server, path, 100, latencies)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        post = wrk(server.url("/fhir/QuestionnaireResponse"), body, args.duration, args.connections)
+    finally:
+        stop.set()
+        thread.join()
+    quantiles = statistics.quantiles(latencies, n=100)
+    return MixedResult(post, len(latencies), statistics.median(latencies) * 1000, quantiles[98] * 1000)
 
 
 def csv_export(server: Server) -> CsvResult:
@@ -597,6 +631,7 @@ class DbResults:
     qr_serial: WrkResult | None = None
     qr_two_workers: WrkResult | None = None  # PostgreSQL: two uvicorn workers
     qr_ungrouped: WrkResult | None = None  # COCM_GROUP_COMMIT_LIMIT=1: what group commit buys
+    mixed: MixedResult | None = None  # POSTs while the billing month and the registry are read
     bundle: WrkResult | None = None
     loads: dict[int, LoadResult] = field(default_factory=dict)
     billing: dict[int, WalkResult] = field(default_factory=dict)
@@ -710,6 +745,20 @@ def run_database(kind: str, args: argparse.Namespace, workdir: Path, spy: str | 
                 raise RuntimeError(
                     f"expected {size} patients billed and in the registry, got {b.items}/{r.items}"
                 )
+            if size == max(args.timed_sizes):
+                log(f"{kind}: mixed run at {size} patients (POSTs while billing and registry pages are read)")
+                patient = post_json(
+                    app, "/fhir/Patient", {"resourceType": "Patient", "name": [{"family": "Mix"}]}
+                )
+                mixed_body = workdir / "phq9-mixed.json"
+                mixed_body.write_bytes(
+                    json.dumps(payloads.phq9_response(f"Patient/{patient['id']}")).encode()
+                )
+                res.mixed = mixed_run(app, mixed_body, [billing_path, registry_path], args)
+                m = res.mixed
+                log(
+                    f"  mixed: POST {m.post.row()}; pages p50 {m.page_p50_ms:.1f} ms, p99 {m.page_p99_ms:.1f} ms ({m.pages} pages)"
+                )
             if spy and args.profile and size == max(args.timed_sizes):
                 log(f"{kind}: profiling the month billing walk with py-spy")
                 res.profiles["billing"] = profile(
@@ -789,6 +838,16 @@ def report(results: list[DbResults], info: dict[str, str], args: argparse.Namesp
             f"(= {bundle_rps:,.0f} resources/s) | {r.bundle.p50_ms:.0f} | {r.bundle.p99_ms:.0f} | "
             f"{r.bundle.max_ms:.0f} | {bundle_rps / r.floor.rps:.2f}x (resources/s per floor req/s) | |"
         )
+        if r.mixed is not None:
+            m = r.mixed
+            lines += [
+                "",
+                f"Mixed run at {max(r.billing):,} patients: POST {m.post.rps:,.0f} req/s, p50 {m.post.p50_ms:.1f} ms, "
+                f"p99 {m.post.p99_ms:.1f} ms ({args.connections} connections; alone above: p99 {r.qr.p99_ms:.1f} ms) "
+                f"while one client read billing and registry pages (limit 100) over and over: {m.pages} pages, "
+                f"p50 {m.page_p50_ms:.1f} ms, p99 {m.page_p99_ms:.1f} ms (each write changes the data the pages "
+                "are computed from).",
+            ]
         if r.qr_ungrouped is not None:
             lines += [
                 "",

@@ -69,8 +69,8 @@ def make_engine(
 def write_lock(engine: Engine) -> AbstractContextManager[object]:
     """SQLite takes one writer at a time: queueing this process's writers on a lock is cheaper and
     fairer than SQLite's busy-wait sleeps (the busy timeout still covers other processes).
-    PostgreSQL needs no lock: its row locks and unique keys arbitrate. Reentrant: a group commit's
-    leader (``app.services.uow``) runs a failed group's items alone with it held."""
+    PostgreSQL needs no lock: its row locks and unique keys arbitrate. Reentrant: the group commit's
+    writer thread (``app.services.uow``) runs a failed group's items alone with it held."""
     return threading.RLock() if engine.dialect.name == "sqlite" else nullcontext()
 
 
