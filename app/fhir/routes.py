@@ -7,6 +7,7 @@ through the model. Search bundles embed the stored bytes with ``orjson.Fragment`
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
@@ -88,10 +89,14 @@ def write_response(result: WriteResult, prefer: str | None) -> Response:
 async def _precheck(
     service: ResourceService, rtype: str, body: dict[str, Any], *interactions: str, rid: str | None = None
 ) -> None:
-    """``ResourceService.precheck`` on the event loop (validation is CPU alone); a failure's audit
-    row, a database write, is made in the thread pool."""
+    """``ResourceService.precheck`` on the event loop (validation is CPU alone), but a Subscription's
+    in the thread pool (its endpoint's host is looked up in DNS); a failure's audit row, a database
+    write, is made in the thread pool."""
     try:
-        service.precheck(rtype, body, *interactions, rid=rid)
+        if rtype == "Subscription":
+            await anyio.to_thread.run_sync(partial(service.precheck, rtype, body, *interactions, rid=rid))
+        else:
+            service.precheck(rtype, body, *interactions, rid=rid)
     except DomainError:
         await anyio.to_thread.run_sync(service.audit_failure, "4")
         raise
@@ -190,10 +195,10 @@ async def conditional_update(
 
 
 @router.get("/{rtype}/{rid}", summary="Read")
-async def read(rtype: str, rid: str, service: ServiceDep) -> Response:
+def read(rtype: str, rid: str, service: ServiceDep) -> Response:
     """Read the current version: 200 with `ETag`, 404 unknown, 410 deleted."""
     _check_type(rtype)
-    stored = await transact_async(service, lambda: service.read(rtype, rid))
+    stored = transact(service, lambda: service.read(rtype, rid))
     assert stored.content is not None
     return fhir_response(stored.content, 200, resource_headers(stored))
 
@@ -246,12 +251,12 @@ def history(rtype: str, rid: str, request: Request, service: ServiceDep) -> Resp
 
 
 @router.get("/{rtype}/{rid}/_history/{vid}", summary="Version read")
-async def vread(rtype: str, rid: str, vid: str, service: ServiceDep) -> Response:
+def vread(rtype: str, rid: str, vid: str, service: ServiceDep) -> Response:
     """Read one version (`vread`): 404 unknown version, 410 when that version is a deletion."""
     _check_type(rtype)
     if not vid.isdigit() or len(vid) > 9:
         raise NotFound(f"{rtype}/{rid} has no version {vid[:20]!r}")
-    stored = await transact_async(service, lambda: service.vread(rtype, rid, int(vid)))
+    stored = transact(service, lambda: service.vread(rtype, rid, int(vid)))
     assert stored.content is not None
     return fhir_response(stored.content, 200, resource_headers(stored))
 

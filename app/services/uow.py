@@ -1,15 +1,17 @@
 """The unit of work: one transaction per use case, or one shared by concurrent ones (group commit).
 
-**Group commit** (``WriteGroup``, used by the single-resource FHIR interactions): concurrent
+**Group commit** (``WriteGroup``, used by the single-resource FHIR writes): concurrent
 requests queue their work; a writer thread takes every queued item (up to
 ``COCM_GROUP_COMMIT_LIMIT``) and, holding the writer lock, runs them in one transaction, in
 arrival order, on the first item's session (each item keeps its own service: tenant, caller,
 audit), with one commit; each request answers only after the commit that holds its rows. A group
 costs one BEGIN, one multi-row INSERT per table and one COMMIT instead of one of each per request.
-When any item fails (its client's error, a lost race on a unique key) or the commit does, the whole
-transaction is rolled back and every item of the group is run again alone, exactly as without
+When any item fails (its client's error, a lost race on a unique key, a row sent and refused), the
+whole transaction is rolled back and every item of the group is run again alone, exactly as without
 grouping (``transact``): an error answers for its own request only, and nothing is written twice,
-since the failed group wrote nothing. A lone item runs alone. Per-transaction caches are keyed by
+since the failed group wrote nothing. Every row is sent before the COMMIT; a COMMIT that fails
+(the connection lost: it may have been applied) fails every request of its group (503), never
+run again. A lone item runs alone. Per-transaction caches are keyed by
 tenant, so a group of several tenants' requests shares nothing it should not.
 """
 
@@ -30,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.errors import Conflict, DomainError, Unavailable
 from app.services.resources import ResourceService
-from app.store.db import WRITE_OPTION
+from app.store.db import WRITE_OPTION, flush_inserts
 
 WRITE_ATTEMPTS = 3
 IDLE = 5.0  # seconds the group-commit writer thread waits for work before it ends
@@ -93,6 +95,10 @@ class _Abandon(Exception):
     """An item of a group failed: the group's transaction is rolled back."""
 
 
+class _CommitFailed(Exception):
+    """A group's COMMIT failed (its outcome unknown)."""
+
+
 class WriteGroup:
     """Group commit for one engine (module docstring). ``lock``: the writer lock (SQLite's
     ``write_lock``, so grouped and ungrouped writers queue on the same lock; a lock of its own on
@@ -139,18 +145,32 @@ class WriteGroup:
 
     def _write(self) -> None:
         """The writer thread: runs groups while there is work, and ends after ``IDLE`` seconds
-        without any (the next request starts another)."""
-        while True:
-            with self.ready:
-                if not self.queue:
-                    self.ready.wait(IDLE)
-                if not self.queue:
-                    self.writer = None
-                    return
-            with self.lock:  # then take the queue: what arrived while waiting joins the group
+        without any (the next request starts another). Should it end otherwise, every request
+        still waiting is answered with the error, and the next request starts a new writer."""
+        batch: list[_Item] = []
+        try:
+            while True:
                 with self.ready:
-                    batch = [self.queue.popleft() for _ in range(min(self.limit, len(self.queue)))]
-                self._run(batch)
+                    if not self.queue:
+                        self.ready.wait(IDLE)
+                    if not self.queue:
+                        self.writer = None
+                        return
+                with self.lock:  # then take the queue: what arrived while waiting joins the group
+                    with self.ready:
+                        batch = [self.queue.popleft() for _ in range(min(self.limit, len(self.queue)))]
+                    self._run(batch)
+        except BaseException as exc:
+            with self.ready:
+                self.writer = None
+                stranded = [*batch, *self.queue]
+                self.queue.clear()
+            for item in stranded:
+                if not item.done:
+                    item.error, item.done = exc, True
+                    with suppress(RuntimeError):
+                        item.finished()
+            raise
 
     @classmethod
     def _run(cls, batch: list[_Item]) -> None:
@@ -158,8 +178,11 @@ class WriteGroup:
         if together:
             try:
                 cls._together(batch)
-            except Exception:  # an item failed, or the commit did: nothing of the group was written
+            except _Abandon:  # an item failed: nothing of the group was written
                 together = False
+            except _CommitFailed as failed:  # written or not, nobody knows: never run again
+                for item in batch:
+                    item.error = failed.__cause__
         for item in batch:
             if not together:
                 try:
@@ -172,13 +195,25 @@ class WriteGroup:
 
     @staticmethod
     def _together(batch: list[_Item]) -> None:
+        """Every item's work, then every row sent, in one transaction; ``_Abandon`` (rolled back)
+        when any of that fails, ``_CommitFailed`` when the COMMIT itself does: a commit whose
+        connection broke may have been applied, so its group must not be run again."""
         session = batch[0].service.session
-        with session.begin():
+        transaction = session.begin()
+        try:
             session.connection(execution_options={WRITE_OPTION: True})
             for item in batch:
                 item.service.attempt = None
                 with item.service.sharing(session):
-                    try:
-                        item.result = item.work()
-                    except Exception as exc:
-                        raise _Abandon from exc
+                    item.result = item.work()
+            session.flush()
+            flush_inserts(session)
+        except Exception as exc:
+            transaction.rollback()
+            raise _Abandon from exc
+        try:
+            transaction.commit()
+        except Exception as exc:
+            with suppress(Exception):  # end it on this side too; the connection goes back clean
+                transaction.rollback()
+            raise _CommitFailed from exc

@@ -178,3 +178,23 @@ def test_a_groups_events_are_numbered_without_gaps(engine: Engine) -> None:
         ).all()
         assert state is not None and state.events == 6
         assert sorted(numbers) == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_failed_commit_fails_its_group_and_is_not_run_again(engine: Engine) -> None:
+    """A COMMIT that fails may have been applied (a connection lost after the server committed):
+    every request of the group gets the error, and none is run again (no second copy)."""
+    _patient(engine, "default", "p1")
+    attempts = [0]
+
+    def refuse(_connection: Any) -> None:
+        attempts[0] += 1
+        raise RuntimeError("the connection was lost during COMMIT")
+
+    event.listen(engine, "commit", refuse)
+    try:
+        results, _ = _grouped(engine, [("default", _create(_response("p1"))) for _ in range(3)])
+    finally:
+        event.remove(engine, "commit", refuse)
+    assert attempts[0] == 1
+    assert all(isinstance(r, RuntimeError) for r in results)
+    assert _count(engine, "QuestionnaireResponse") == 0
