@@ -113,6 +113,10 @@ class Settings(BaseSettings):
     # FULL (an fsync per commit: nothing answered 201 is lost; slower).
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
 
+    # Cached month-wide results (billing month, registry) are brought up to date by recomputing the
+    # patients written since, looking back this much further for writes committed late.
+    cache_refresh_margin_seconds: float = Field(60, ge=0)
+
     # Group commit (issue 14, app.services.uow): the most single-resource requests sharing one
     # transaction and commit; 1 turns grouping off.
     group_commit_limit: int = Field(64, ge=1)

@@ -27,7 +27,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import select
@@ -101,7 +101,8 @@ class ResultCache(Generic[T]):
     each stored with the tenant's data version it was computed at: walking the pages of a
     4,000-patient month computes it once, not once per page. Any write to a fact-bearing resource
     changes the version, so a hit is always what a fresh computation would give, and a result of
-    an older version is replaced, not kept beside the new one (versions only move forward).
+    an older version is replaced, not kept beside the new one (versions only move forward): brought
+    up to date by recomputing only the patients written since (``refresh``), not the whole tenant.
     Several workers each keep their own."""
 
     def __init__(self, size: int = 8) -> None:
@@ -109,14 +110,23 @@ class ResultCache(Generic[T]):
         self.entries: OrderedDict[Hashable, tuple[Hashable, T]] = OrderedDict()
         self.lock = threading.Lock()
 
-    def get(self, key: Hashable, version: Hashable, compute: Callable[[], T]) -> T:
+    def get(
+        self,
+        key: Hashable,
+        version: Hashable,
+        compute: Callable[[], T],
+        refresh: Callable[[T, Any], T | None] | None = None,
+    ) -> T:
+        """The result at ``version``: the cached one, else ``refresh(older result, its version)``
+        (the older result brought up to date, or None), else ``compute()``."""
         with self.lock:
             entry = self.entries.get(key)
             if entry is not None and entry[0] == version:
                 self.entries.move_to_end(key)
                 return entry[1]
         with collector_paused():
-            value = compute()
+            refreshed = refresh(entry[1], entry[0]) if entry is not None and refresh is not None else None
+            value = compute() if refreshed is None else refreshed
         with self.lock:
             self.entries[key] = (version, value)
             self.entries.move_to_end(key)
@@ -239,8 +249,41 @@ def month_billing_run(service: ResourceService, settings: Settings, month: Month
         def compute() -> MonthRun:
             return MonthRun.of(list(_billed_months(reader, settings, month, on)))
 
+        version = data_version(session, service.tenant)
+
+        def refresh(old: MonthRun, old_version: tuple[Any, ...]) -> MonthRun | None:
+            changed = _changed_since(reader, old_version, version, settings)
+            if changed is None:
+                return None
+            start, end = month_window(month, settings)
+            billed = set(reader.patients_with_entries(start, end)) & changed
+            facts = reader.facts(sorted(billed))
+            fresh = [_bill(pid, facts.get(pid, PatientFacts()), month, settings, on) for pid in billed]
+            months = [m for m in old.months if m.patient_id not in changed] + [
+                m for m in fresh if m.minutes > 0
+            ]
+            return MonthRun.of(sorted(months, key=lambda m: m.patient_id))
+
         key = (service.tenant, str(month), on)
-        return MONTHS.get(key, data_version(session, service.tenant), compute)
+        return MONTHS.get(key, version, compute, refresh)
+
+
+def _changed_since(
+    reader: FactReader, version: tuple[Any, ...], now: tuple[Any, ...], settings: Settings
+) -> set[str] | None:
+    """The patients written since ``version`` (a ``data_version``; ``now`` the current one), looking
+    back a further ``COCM_CACHE_REFRESH_MARGIN_SECONDS``: a transaction commits after it stamps its
+    writes, so a write stamped before ``version`` may commit after it was read. None (recompute
+    everything) when the data went back (a replica behind, a restored backup) or the patients
+    written are more than half the tenant's."""
+    if any(old is not None and (new is None or new < old) for old, new in zip(version, now, strict=True)):
+        return None
+    margin = timedelta(seconds=settings.cache_refresh_margin_seconds)
+    since = [
+        (rtype, None if at is None else at - margin) for rtype, at in zip(FACT_TYPES, version, strict=True)
+    ]
+    changed = reader.changed_patients(since)
+    return None if 2 * len(changed) > reader.patient_total() else changed
 
 
 def stream_month_billing(
@@ -297,7 +340,20 @@ def sorted_registry(service: ResourceService, settings: Settings, as_of: date) -
                 _status(pid, facts.get(pid, PatientFacts()), as_of, settings) for pid in patient_ids
             )
 
-        return REGISTRIES.get((service.tenant, as_of), data_version(session, service.tenant), compute)
+        version = data_version(session, service.tenant)
+
+        def refresh(old: SortedRegistry, old_version: tuple[Any, ...]) -> SortedRegistry | None:
+            changed = _changed_since(reader, old_version, version, settings)
+            if changed is None:
+                return None
+            in_care = set(reader.patients_in_care()) & changed
+            facts = reader.facts(sorted(in_care))
+            kept = [item for item in old.items if item.patient_id not in changed]
+            fresh = [_status(pid, facts.get(pid, PatientFacts()), as_of, settings) for pid in in_care]
+            return SortedRegistry(kept + fresh)
+
+        key = (service.tenant, as_of)
+        return REGISTRIES.get(key, version, compute, refresh)
 
 
 def safety_alerts(

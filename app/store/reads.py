@@ -14,7 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
-from sqlalchemy import ColumnElement, Row, Select, func, select
+from sqlalchemy import ColumnElement, Row, Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.domain import (
@@ -86,6 +86,10 @@ class FactReader:
             self.patient_count = self.session.scalar(counted) or 0
         return self.patient_count
 
+    def patient_total(self) -> int:
+        """How many live patients the tenant has."""
+        return self._patient_count()
+
     def live_patient_ids(self, ids: Sequence[str] | None = None) -> list[str]:
         """Patients of the tenant that exist and are not deleted (all, or those of ``ids``)."""
         query = select(Resource.id).where(*self._live_patients())
@@ -94,6 +98,28 @@ class FactReader:
             self.patient_count = len(live)
             return sorted(live if ids is None else set(live).intersection(ids))
         return sorted(self.session.scalars(query.where(Resource.id.in_(ids))).all()) if ids else []
+
+    def changed_patients(self, since: Sequence[tuple[str, datetime | None]]) -> set[str]:
+        """Patients with a resource written after ``since`` (per type: written after the instant, or
+        any when None): a Patient's own id, else the patient it refers to."""
+        conditions = [
+            (Resource.type == rtype) & (Resource.last_updated > instant)
+            if instant is not None
+            else Resource.type == rtype
+            for rtype, instant in since
+        ]
+        rows = self.session.execute(
+            select(Resource.type, Resource.id, Resource.patient_id).where(
+                Resource.tenant == self.tenant, or_(*conditions)
+            )
+        )
+        changed: set[str] = set()
+        for rtype, rid, patient in rows:
+            if rtype == "Patient":
+                changed.add(rid)
+            elif patient is not None:
+                changed.add(patient)
+        return changed
 
     def patients_with_entries(self, start: datetime, end: datetime) -> list[str]:
         """Patients with a time entry starting in [start, end)."""
