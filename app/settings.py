@@ -114,8 +114,9 @@ class Settings(BaseSettings):
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
 
     # Cached month-wide results (billing month, registry) are brought up to date by recomputing the
-    # patients written since, looking back this much further for writes committed late.
-    cache_refresh_margin_seconds: float = Field(60, ge=0)
+    # patients written since, looking back this much further for writes committed late: longer than
+    # the longest write transaction (a 1,000-entry Bundle, the largest accepted, takes about 1 s).
+    cache_refresh_margin_seconds: float = Field(10, ge=0)
 
     # Group commit (issue 14, app.services.uow): the most single-resource requests sharing one
     # transaction and commit; 1 turns grouping off.

@@ -41,8 +41,11 @@ import psycopg  # the service's own driver (run this script with the venv's pyth
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT))
 
 import payloads  # noqa: E402
+
+from app.settings import Settings  # noqa: E402
 
 BIN = Path(os.environ.get("VENV_BIN", ROOT / ".venv" / "bin"))
 HOST = "127.0.0.1"
@@ -720,6 +723,7 @@ def run_database(kind: str, args: argparse.Namespace, workdir: Path, spy: str | 
         loaded = 0
         for size in args.sizes:
             res.loads[size] = load(app, loaded, size - loaded)
+            loaded_at = time.monotonic()
             loaded = size
             log(f"  loaded {size} patients: {res.loads[size].rps:,.0f} resources/s")
             if kind == "postgresql":
@@ -747,6 +751,10 @@ def run_database(kind: str, args: argparse.Namespace, workdir: Path, spy: str | 
                 )
             if size == max(args.timed_sizes):
                 log(f"{kind}: mixed run at {size} patients (POSTs while billing and registry pages are read)")
+                # A clinic's data is not all written in the last seconds: wait out the cache's
+                # look-back for late commits (COCM_CACHE_REFRESH_MARGIN_SECONDS) since the load.
+                margin = Settings.model_fields["cache_refresh_margin_seconds"].default
+                time.sleep(max(0.0, margin - (time.monotonic() - loaded_at)))
                 patient = post_json(
                     app, "/fhir/Patient", {"resourceType": "Patient", "name": [{"family": "Mix"}]}
                 )

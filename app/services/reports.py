@@ -26,8 +26,8 @@ from bisect import bisect_right
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import select
@@ -249,9 +249,9 @@ def month_billing_run(service: ResourceService, settings: Settings, month: Month
         def compute() -> MonthRun:
             return MonthRun.of(list(_billed_months(reader, settings, month, on)))
 
-        version = data_version(session, service.tenant)
+        version = CachedVersion.read(session, service.tenant)
 
-        def refresh(old: MonthRun, old_version: tuple[Any, ...]) -> MonthRun | None:
+        def refresh(old: MonthRun, old_version: CachedVersion) -> MonthRun | None:
             changed = _changed_since(reader, old_version, version, settings)
             if changed is None:
                 return None
@@ -268,19 +268,35 @@ def month_billing_run(service: ResourceService, settings: Settings, month: Month
         return MONTHS.get(key, version, compute, refresh)
 
 
+@dataclass(frozen=True)
+class CachedVersion:
+    """A ``data_version`` with the moment it was read (not part of its identity)."""
+
+    latest: tuple[Any, ...]
+    read_at: datetime = field(compare=False)
+
+    @classmethod
+    def read(cls, session: Session, tenant: str) -> CachedVersion:
+        read_at = datetime.now(UTC)  # taken before the reads
+        return cls(data_version(session, tenant), read_at)
+
+
 def _changed_since(
-    reader: FactReader, version: tuple[Any, ...], now: tuple[Any, ...], settings: Settings
+    reader: FactReader, version: CachedVersion, now: CachedVersion, settings: Settings
 ) -> set[str] | None:
-    """The patients written since ``version`` (a ``data_version``; ``now`` the current one), looking
-    back a further ``COCM_CACHE_REFRESH_MARGIN_SECONDS``: a transaction commits after it stamps its
-    writes, so a write stamped before ``version`` may commit after it was read. None (recompute
+    """The patients written since ``version`` was read (``now``: the current version): per type,
+    whatever is newer than what ``version`` saw, and anything stamped within
+    ``COCM_CACHE_REFRESH_MARGIN_SECONDS`` before it was read (a transaction commits after it
+    stamps its writes, so such a write may have committed after the read). None (recompute
     everything) when the data went back (a replica behind, a restored backup) or the patients
     written are more than half the tenant's."""
-    if any(old is not None and (new is None or new < old) for old, new in zip(version, now, strict=True)):
+    pairs = zip(version.latest, now.latest, strict=True)
+    if any(old is not None and (new is None or new < old) for old, new in pairs):
         return None
-    margin = timedelta(seconds=settings.cache_refresh_margin_seconds)
+    horizon = version.read_at - timedelta(seconds=settings.cache_refresh_margin_seconds)
     since = [
-        (rtype, None if at is None else at - margin) for rtype, at in zip(FACT_TYPES, version, strict=True)
+        (rtype, None if at is None else min(at, horizon))
+        for rtype, at in zip(FACT_TYPES, version.latest, strict=True)
     ]
     changed = reader.changed_patients(since)
     return None if 2 * len(changed) > reader.patient_total() else changed
@@ -340,9 +356,9 @@ def sorted_registry(service: ResourceService, settings: Settings, as_of: date) -
                 _status(pid, facts.get(pid, PatientFacts()), as_of, settings) for pid in patient_ids
             )
 
-        version = data_version(session, service.tenant)
+        version = CachedVersion.read(session, service.tenant)
 
-        def refresh(old: SortedRegistry, old_version: tuple[Any, ...]) -> SortedRegistry | None:
+        def refresh(old: SortedRegistry, old_version: CachedVersion) -> SortedRegistry | None:
             changed = _changed_since(reader, old_version, version, settings)
             if changed is None:
                 return None
