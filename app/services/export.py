@@ -489,58 +489,42 @@ def write_type(
     ``deleted``: per resource a transaction Bundle with one DELETE entry, ``<Type>-deleted.ndjson``).
     ``written(lines so far)`` after each batch may answer False to stop (None is answered then).
     Answers the files as manifest entries (type, file, count, and ``deleted`` for deletions)."""
-    files = _write_files(sessions, settings, tenant, rtype, at, since, folder, written, deleted=False)
-    if files is None or since is None or rtype in ASKED_ONLY:
-        return files
-    gone = _write_files(sessions, settings, tenant, rtype, at, since, folder, written, deleted=True)
-    return None if gone is None else files + gone
-
-
-def _write_files(
-    sessions: sessionmaker[Session],
-    settings: Settings,
-    tenant: str,
-    rtype: str,
-    at: datetime,
-    since: datetime | None,
-    folder: Path,
-    written: Callable[[int], bool],
-    *,
-    deleted: bool,
-) -> list[dict[str, Any]] | None:
-    stem = f"{rtype}-deleted" if deleted else rtype
     files: list[dict[str, Any]] = []
-    after, done = "", 0
-    out: IO[str] | None = None
-    try:
-        while True:
-            with sessions() as session, session.begin():
-                batch = exports.snapshot_batch(
-                    session, tenant, rtype, at, since, after, settings.export_batch, deleted=deleted
-                )
-            if not batch:
-                break
-            for rid, content in batch:
-                if out is None or files[-1]["count"] >= settings.export_file_lines:
-                    if out is not None:
-                        out.close()
-                    name = f"{stem}.ndjson" if not files else f"{stem}-{len(files) + 1}.ndjson"
-                    out = (folder / name).open("w", encoding="utf-8")
-                    files.append(
-                        {"type": "Bundle", "file": name, "count": 0, "deleted": True}
-                        if deleted
-                        else {"type": rtype, "file": name, "count": 0}
+    for deleted in (False, True) if since is not None and rtype not in ASKED_ONLY else (False,):
+        stem = f"{rtype}-deleted" if deleted else rtype
+        parts: list[dict[str, Any]] = []  # this pass's files
+        after, done = "", 0
+        out: IO[str] | None = None
+        try:
+            while True:
+                with sessions() as session, session.begin():
+                    batch = exports.snapshot_batch(
+                        session, tenant, rtype, at, since, after, settings.export_batch, deleted=deleted
                     )
-                out.write(_deletion(rtype, rid) if deleted else content)
-                out.write("\n")
-                files[-1]["count"] += 1
-            done += len(batch)
-            after = batch[-1][0]
-            if not written(done):
-                return None
-    finally:
-        if out is not None:
-            out.close()
+                if not batch:
+                    break
+                for rid, content in batch:
+                    if out is None or parts[-1]["count"] >= settings.export_file_lines:
+                        if out is not None:
+                            out.close()
+                        name = f"{stem}.ndjson" if not parts else f"{stem}-{len(parts) + 1}.ndjson"
+                        out = (folder / name).open("w", encoding="utf-8")
+                        parts.append(
+                            {"type": "Bundle", "file": name, "count": 0, "deleted": True}
+                            if deleted
+                            else {"type": rtype, "file": name, "count": 0}
+                        )
+                    out.write(_deletion(rtype, rid) if deleted else content)
+                    out.write("\n")
+                    parts[-1]["count"] += 1
+                done += len(batch)
+                after = batch[-1][0]
+                if not written(done):
+                    return None
+        finally:
+            if out is not None:
+                out.close()
+        files += parts
     return files
 
 
