@@ -12,7 +12,6 @@ Batch: every entry on its own (its own transaction); a failure becomes that entr
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import orjson
@@ -25,6 +24,7 @@ from app.resources.versions import etag, history_location, parse_etag
 from app.services.resources import ResourceService
 from app.services.uow import transact
 from app.settings import Settings
+from app.store.ids import new_id
 from app.store.repository import Stored, WriteResult, format_instant
 
 METHOD_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3}
@@ -155,10 +155,10 @@ def _resolve_full_urls(
             resource = entry.get("resource") or {}
             matches = service.repo.match(rtype, condition, "ifNoneExist") if condition else []
             known = matches[0] if len(matches) == 1 else service.repo.by_identifiers(rtype, resource)
-            new_id = known.id if known is not None else str(uuid.uuid4())
-            assigned[index] = new_id
+            rid = known.id if known is not None else new_id()
+            assigned[index] = rid
             if isinstance(full_url, str) and full_url:
-                targets[full_url] = f"{rtype}/{new_id}"
+                targets[full_url] = f"{rtype}/{rid}"
         elif method == "PUT" and rest.startswith("/") and isinstance(full_url, str) and full_url:
             targets[full_url] = f"{rtype}{rest}"
     return targets, assigned

@@ -19,7 +19,6 @@ Fact rows are replaced on every version and removed with the resource. ``extract
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,6 +41,7 @@ from app.notifications.subscriptions import MEASUREMENT_RECORDED, SAFETY_RISK
 from app.quality.diagnoses import diagnosis
 from app.quality.valuesets import ICD10_CM
 from app.resources.dates import parse_fhir_date
+from app.store.ids import new_id
 from app.store.models import (
     Base,
     ConsentFactRow,
@@ -374,7 +374,7 @@ def _extract_response(
     meta = observation.setdefault("meta", {})
     meta["tag"] = [*meta.get("tag", []), {"system": COCM_TAG_SYSTEM, "code": DERIVED_TAG}]
     plan.derived = observation
-    plan.derived_id = derived_ids[0] if derived_ids else str(uuid.uuid4())
+    plan.derived_id = derived_ids[0] if derived_ids else new_id()
     plan.derived_exists = bool(derived_ids)
     plan.derived_deletes += derived_ids[1:]
 

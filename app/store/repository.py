@@ -19,7 +19,6 @@ key of ``resource_identifier``; the edge retries the request once it loses (``ap
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,6 +44,7 @@ from app.notifications.subscriptions import RaisedEvent, parse_subscription
 from app.resources.validation import patient_reference
 from app.store import facts, outbox
 from app.store.db import insert_later, transaction_info
+from app.store.ids import new_id, new_uuid
 from app.store.models import SYSTEM as SYSTEM_LENGTH
 from app.store.models import VALUE as VALUE_LENGTH
 from app.store.models import (
@@ -144,7 +144,7 @@ class Repository:
             AuditEventRow,
             {
                 "tenant": self.tenant,
-                "id": uuid.uuid4().hex,
+                "id": new_uuid().hex,
                 "recorded": now_instant(),
                 "action": action,
                 "interaction": interaction,
@@ -280,7 +280,7 @@ class Repository:
                     expression=(f"{rtype}.identifier",),
                 )
             )
-        return self._write(rtype, rid or str(uuid.uuid4()), data, None)
+        return self._write(rtype, rid or new_id(), data, None)
 
     def update(
         self,
@@ -321,7 +321,7 @@ class Repository:
         if len(matches) > 1:
             raise PreconditionFailed(f"the conditional update matches {len(matches)} {rtype} resources")
         if not matches:
-            rid = data.get("id") or str(uuid.uuid4())
+            rid = data.get("id") or new_id()
             if self._id_taken_elsewhere(rtype, rid):
                 raise NotFound(f"{rtype}/{rid} is not known")  # another tenant's id: no existence leak
             if self._row(rtype, rid) is not None:
