@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any, TypeVar
@@ -99,32 +100,38 @@ CallerDep = Annotated[Caller, Depends(get_caller)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-async def get_service(request: Request, caller: CallerDep) -> AsyncIterator[ResourceService]:
+@contextmanager
+def open_service(request: Request, caller: Caller) -> Iterator[ResourceService]:
     """A resource service over a new session. Opening a session touches no database; closing it returns the
     connection to the pool once the request's transaction has ended (``transact``)."""
-    session = request.app.state.sessionmaker()
-    replica = request.app.state.read_sessionmaker
-    reads = session if replica is request.app.state.sessionmaker else replica()
+    state = request.app.state
+    session = state.sessionmaker()
+    replica = state.read_sessionmaker
+    reads = session if replica is state.sessionmaker else replica()
     try:
-        address = request.client.host if request.client else None
-        settings: Settings = request.app.state.settings
+        settings: Settings = state.settings
         yield ResourceService(
             session,
             caller.tenant,
-            request.app.state.settings.zone,
-            Actor(caller.agent, address),
+            settings.zone,
+            Actor(caller.agent, request.client.host if request.client else None),
             permits=partial(allows, caller.scopes),
-            write_lock=request.app.state.write_lock,
+            write_lock=state.write_lock,
             reads=reads,
             allowed_hosts=settings.allowed_hosts,
             billing=settings.billing,
             care=settings.care,
-            group=request.app.state.write_group,
+            group=state.write_group,
         )
     finally:
         session.close()
         if reads is not session:
             reads.close()
+
+
+async def get_service(request: Request, caller: CallerDep) -> AsyncIterator[ResourceService]:
+    with open_service(request, caller) as service:
+        yield service
 
 
 ServiceDep = Annotated[ResourceService, Depends(get_service)]

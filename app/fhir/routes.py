@@ -7,6 +7,7 @@ through the model. Search bundles embed the stored bytes with ``orjson.Fragment`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 from urllib.parse import urlencode
@@ -17,7 +18,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 
 from app.auth.routes import advertised_token_url
-from app.deps import BodyDep, ServiceDep, SettingsDep
+from app.deps import BodyDep, ServiceDep, SettingsDep, get_caller, open_service, read_fhir_body
 from app.errors import DomainError, InvalidInput, Issue, NotFound, NotSupported
 from app.fhir.capability import capability_statement
 from app.fhir.outcome import fhir_base, fhir_response, outcome_response
@@ -51,6 +52,16 @@ BODY_SCHEMA: dict[str, Any] = {
         },
     }
 }
+
+
+def _with_headers(*names: str) -> dict[str, Any]:
+    """``BODY_SCHEMA`` and the optional request headers a write route reads itself (``_write``)."""
+    optional = {"anyOf": [{"type": "string"}, {"type": "null"}]}
+    parameters = [
+        {"in": "header", "name": name.lower(), "required": False, "schema": {**optional, "title": name}}
+        for name in names
+    ]
+    return {**BODY_SCHEMA, "parameters": parameters}
 
 
 def _check_type(rtype: str, *, writing: bool = False) -> None:
@@ -129,21 +140,41 @@ def bundle(request: Request, body: BodyDep, service: ServiceDep, settings: Setti
     return fhir_response(result)
 
 
-@router.post("/{rtype}", summary="Create (or conditional create)", openapi_extra=BODY_SCHEMA)
-async def create(
-    rtype: str,
-    body: BodyDep,
-    service: ServiceDep,
-    if_none_exist: str | None = Header(None),
-    prefer: str | None = Header(None),
-) -> Response:
+@router.post(
+    "/{rtype}",
+    summary="Create (or conditional create)",
+    openapi_extra=_with_headers("If-None-Exist", "Prefer"),
+)
+async def create(rtype: str, request: Request) -> Response:
     """Create a resource: 201 with `Location` and `ETag`. With `If-None-Exist: identifier=sys|val`:
     one match answers 200 with it (nothing written), several 412. A plain POST whose identifier is
     already stored answers 200 with the stored resource when the content is the same, 409 when not."""
-    _check_type(rtype, writing=True)
-    await _precheck(service, rtype, body, "c", *(("s",) if if_none_exist else ()))
-    result = await transact_async(service, lambda: service.create(rtype, body, if_none_exist=if_none_exist))
-    return write_response(result, prefer)
+    if_none_exist = request.headers.get("if-none-exist")
+
+    def work(service: ResourceService, body: dict[str, Any]) -> WriteResult:
+        return service.create(rtype, body, if_none_exist=if_none_exist)
+
+    return await _write(request, rtype, work, "c", *(("s",) if if_none_exist else ()))
+
+
+async def _write(
+    request: Request,
+    rtype: str,
+    work: Callable[[ResourceService, dict[str, Any]], WriteResult],
+    *interactions: str,
+    rid: str | None = None,
+) -> Response:
+    """A single-resource write: the body (415, 413, 400), the caller (401), the type, the scopes and
+    the body's validity, then ``work`` in a (possibly shared) transaction. These routes read their
+    inputs themselves rather than through FastAPI dependencies: on the busiest path resolving four
+    dependencies and two headers cost more than the rest of the route (benchmarks/RESULTS.md)."""
+    body = await read_fhir_body(request)
+    caller = await get_caller(request)
+    with open_service(request, caller) as service:
+        _check_type(rtype, writing=True)
+        await _precheck(service, rtype, body, *interactions, rid=rid)
+        result = await transact_async(service, lambda: work(service, body))
+    return write_response(result, request.headers.get("prefer"))
 
 
 @router.get("/{rtype}", summary="Search")
@@ -181,17 +212,16 @@ def search(
     return fhir_response(searchset(base, entries, total, links))
 
 
-@router.put("/{rtype}", summary="Conditional update", openapi_extra=BODY_SCHEMA)
-async def conditional_update(
-    rtype: str, request: Request, body: BodyDep, service: ServiceDep, prefer: str | None = Header(None)
-) -> Response:
+@router.put("/{rtype}", summary="Conditional update", openapi_extra=_with_headers("Prefer"))
+async def conditional_update(rtype: str, request: Request) -> Response:
     """Upsert by search criteria (`?identifier=sys|val`): one match is updated, none creates,
     several answer 412."""
-    _check_type(rtype, writing=True)
     query = urlencode(list(request.query_params.multi_items()))
-    await _precheck(service, rtype, body, "u", "s")
-    result = await transact_async(service, lambda: service.conditional_update(rtype, query, body))
-    return write_response(result, prefer)
+
+    def work(service: ResourceService, body: dict[str, Any]) -> WriteResult:
+        return service.conditional_update(rtype, query, body)
+
+    return await _write(request, rtype, work, "u", "s")
 
 
 @router.get("/{rtype}/{rid}", summary="Read")
@@ -203,22 +233,17 @@ def read(rtype: str, rid: str, service: ServiceDep) -> Response:
     return fhir_response(stored.content, 200, resource_headers(stored))
 
 
-@router.put("/{rtype}/{rid}", summary="Update", openapi_extra=BODY_SCHEMA)
-async def update(
-    rtype: str,
-    rid: str,
-    body: BodyDep,
-    service: ServiceDep,
-    if_match: str | None = Header(None),
-    prefer: str | None = Header(None),
-) -> Response:
+@router.put("/{rtype}/{rid}", summary="Update", openapi_extra=_with_headers("If-Match", "Prefer"))
+async def update(rtype: str, rid: str, request: Request) -> Response:
     """Update (200) or create with the client's id (201). `If-Match: W/"n"` must name the current
     version (412 otherwise); the body's id must equal the URL's."""
-    _check_type(rtype, writing=True)
-    expected = parse_etag(if_match) if if_match is not None else None
-    await _precheck(service, rtype, body, "u", rid=rid)
-    result = await transact_async(service, lambda: service.update(rtype, rid, body, if_match=expected))
-    return write_response(result, prefer)
+    if_match = request.headers.get("if-match")
+    expected = parse_etag(if_match) if if_match is not None else None  # 400 when malformed
+
+    def work(service: ResourceService, body: dict[str, Any]) -> WriteResult:
+        return service.update(rtype, rid, body, if_match=expected)
+
+    return await _write(request, rtype, work, "u", rid=rid)
 
 
 @router.delete("/{rtype}/{rid}", summary="Delete", status_code=204)
