@@ -28,6 +28,7 @@ from app.deps import CallerDep, Unauthorized, parse_api_keys
 from app.errors import DomainError, InvalidInput, Issue, Unavailable
 from app.fhir.audit import router as audit_router
 from app.fhir.export import router as export_router
+from app.fhir.lane import CreateLane
 from app.fhir.measures import router as measures_router
 from app.fhir.outcome import error_headers, error_response, outcome_response
 from app.fhir.questionnaires import router as questionnaires_router
@@ -240,6 +241,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         body, media_type = metrics_body()
         return Response(body, media_type=media_type)
 
+    app.state.create_lane = {}  # path -> route: app.fhir.lane
+    app.add_middleware(CreateLane)  # inside the request context: logged and measured alike
     app.add_middleware(RequestContextMiddleware)
     app.include_router(auth_router)  # before the generic /fhir/{type} routes, like the views
     app.include_router(views_router)

@@ -149,6 +149,8 @@ async def create(rtype: str, request: Request) -> Response:
     """Create a resource: 201 with `Location` and `ETag`. With `If-None-Exist: identifier=sys|val`:
     one match answers 200 with it (nothing written), several 412. A plain POST whose identifier is
     already stored answers 200 with the stored resource when the content is the same, 409 when not."""
+    if rtype in SUPPORTED_TYPES:  # the router chose this route for this path: app.fhir.lane
+        request.app.state.create_lane.setdefault(request.scope["path"], request.scope["route"])
     if_none_exist = request.headers.get("if-none-exist")
 
     def work(service: ResourceService, body: dict[str, Any]) -> WriteResult:
