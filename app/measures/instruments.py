@@ -44,6 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Final
 
@@ -104,9 +105,18 @@ class Instrument:
     def max_score(self) -> int:
         return MAX_ITEM_SCORE * len(self.items)
 
-    @property
+    @cached_property
     def item_codes(self) -> tuple[str, ...]:
         return tuple(item.loinc for item in self.items)
+
+    @cached_property
+    def unscored_codes(self) -> frozenset[str]:
+        return frozenset(item.loinc for item in self.unscored)
+
+    @cached_property
+    def item_labels(self) -> Mapping[str, str]:
+        """Item LOINC -> how warnings name the item, e.g. "PHQ-9 item 9 (44260-8)"."""
+        return {item.loinc: f"{self.name} item {item.number} ({item.loinc})" for item in self.items}
 
 
 # Answer list LL358-3 (measures.md "Answers"); LA18938-3 appears in the LHC-Forms GAD-7 item 2.
@@ -243,9 +253,14 @@ class LinkIdMap:
     unscored: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     source: str = ""
 
+    @cached_property
+    def item_link_ids(self) -> frozenset[str]:
+        """The linkIds of its items, scored or not."""
+        return frozenset(self.items) | frozenset(self.unscored)
+
     @property
     def link_ids(self) -> frozenset[str]:
-        return frozenset(self.items) | frozenset(self.unscored) | self.totals
+        return self.item_link_ids | self.totals
 
 
 def linkid_map(

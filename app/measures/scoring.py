@@ -222,15 +222,19 @@ class _Plan:
     warnings: tuple[str, ...]
 
 
+_PHQ9_ONLY = frozenset({*PHQ9.item_codes[2:], *PHQ9.unscored_codes, PHQ9.total})
+_PHQ2_CODES = frozenset({*PHQ2.item_codes, PHQ2.total})
+_GAD7_CODES = frozenset({*GAD7.item_codes, GAD7.total})
+
+
 def _loinc_instruments(link_ids: set[str]) -> set[InstrumentName]:
     codes = {_loinc_link(link_id) for link_id in link_ids}
     found: set[InstrumentName] = set()
-    phq9_only = {*PHQ9.item_codes[2:], *(i.loinc for i in PHQ9.unscored), PHQ9.total}
-    if codes & phq9_only:
+    if not _PHQ9_ONLY.isdisjoint(codes):
         found.add("PHQ-9")
-    elif codes & {*PHQ2.item_codes, PHQ2.total}:
+    elif not _PHQ2_CODES.isdisjoint(codes):
         found.add("PHQ-2")
-    if codes & {*GAD7.item_codes, GAD7.total}:
+    if not _GAD7_CODES.isdisjoint(codes):
         found.add("GAD-7")
     return found
 
@@ -244,7 +248,7 @@ def _plan(resource: Mapping[str, Any], nodes: Sequence[_Node], maps: Mapping[str
 
     link_ids = {node.link_id for node in nodes}
     found = _loinc_instruments(link_ids)
-    matching = [m for m in FALLBACK_MAPS if link_ids & (set(m.items) | set(m.unscored))]
+    matching = [m for m in FALLBACK_MAPS if not m.item_link_ids.isdisjoint(link_ids)]
     found |= {m.instrument for m in matching}
 
     hint_match = _PANEL_SUFFIX.search(key)
@@ -292,7 +296,7 @@ def _role(node: _Node, plan: _Plan) -> _Role | None:
     code = _loinc_link(node.link_id)
     if code in instrument.item_codes:
         return _Role("item", code, code)
-    if code in {i.loinc for i in instrument.unscored}:
+    if code in instrument.unscored_codes:
         return _Role("unscored", code, code)
     if code in BY_TOTAL_CODE:
         return _Role("total", code, code)
@@ -370,11 +374,6 @@ def _answer_score(answer: Mapping[str, Any], label: str, where: str, warnings: l
     raise _violation(f"{label} has an answer without a value", where)
 
 
-def _item_label(instrument: Instrument, code: str) -> str:
-    number = next(i.number for i in instrument.items if i.loinc == code)
-    return f"{instrument.name} item {number} ({code})"
-
-
 def _claimed_total(item: Mapping[str, Any]) -> tuple[bool, Any]:
     """(present, value) of a total item's first answer: a number, or ``None`` when unreadable."""
     answers = item.get("answer")
@@ -427,7 +426,7 @@ def score_questionnaire_response(
         answers = node.item.get("answer")
         if not isinstance(answers, list) or not answers:
             continue
-        label = _item_label(instrument, role.code)
+        label = instrument.item_labels[role.code]
         if len(answers) > 1:
             raise _violation(
                 f"{label} has {len(answers)} answers; a scored item takes one", f"{node.path}.answer[1]"
