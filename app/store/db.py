@@ -11,10 +11,12 @@ must not reach a log.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, Insert, create_engine, event, insert
+from sqlalchemy import Dialect, Engine, create_engine, event, insert
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, sessionmaker
@@ -115,17 +117,53 @@ def flush_inserts(session: Session) -> None:
     if pending:
         connection = session.connection()  # a Connection: its statements skip the hook below
         for model, rows in pending.items():  # the schema has no foreign keys: any order is valid
-            connection.execute(_insert_of(model), rows)
+            statement = _raw_insert(model, tuple(rows[0]), connection.dialect)
+            connection.exec_driver_sql(statement.sql, [statement.parameters(row) for row in rows])
 
 
-_INSERTS: dict[type[Any], Insert] = {}
+@dataclass(frozen=True)
+class _RawInsert:
+    """An INSERT compiled once per table, column set and dialect, with each column's bind processor
+    (``UTCDateTime``, SQLite's date and boolean forms) and scalar default: a queued row becomes
+    driver parameters without SQLAlchemy building each row's parameters anew (measured in
+    benchmarks/RESULTS.md, "Analysis")."""
+
+    sql: str
+    keys: tuple[str, ...]  # in the statement's parameter order
+    positional: bool
+    processors: tuple[Callable[[Any], Any] | None, ...]
+    defaults: dict[str, Any]  # for the columns a row leaves out
+
+    def parameters(self, row: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+        if self.defaults:
+            row = {**self.defaults, **row}
+        values = [
+            row[key] if process is None else process(row[key])
+            for key, process in zip(self.keys, self.processors, strict=True)
+        ]
+        return tuple(values) if self.positional else dict(zip(self.keys, values, strict=True))
 
 
-def _insert_of(model: type[Any]) -> Insert:
-    """One INSERT construct per table, built once (its compiled form is cached by SQLAlchemy)."""
-    statement = _INSERTS.get(model)
+_RAW_INSERTS: dict[tuple[type[Any], tuple[str, ...], str], _RawInsert] = {}
+
+
+def _raw_insert(model: type[Any], keys: tuple[str, ...], dialect: Dialect) -> _RawInsert:
+    cache_key = (model, keys, dialect.name)
+    statement = _RAW_INSERTS.get(cache_key)
     if statement is None:
-        statement = _INSERTS[model] = insert(model)
+        compiled = insert(model).compile(dialect=dialect, column_keys=list(keys), for_executemany=True)
+        columns = model.__table__.c
+        order = tuple(compiled.positiontup or ()) if compiled.positional else tuple(compiled.params)
+        defaults = {key: columns[key].default for key in order if key not in keys}
+        if not all(default is not None and default.is_scalar for default in defaults.values()):
+            raise TypeError(f"rows of {model.__name__} leave out a column with no scalar default")
+        statement = _RAW_INSERTS[cache_key] = _RawInsert(
+            compiled.string,
+            order,
+            compiled.positional,
+            tuple(columns[key].type.dialect_impl(dialect).bind_processor(dialect) for key in order),
+            {key: default.arg for key, default in defaults.items()},
+        )
     return statement
 
 

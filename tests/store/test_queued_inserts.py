@@ -1,0 +1,65 @@
+"""Queued rows (``insert_later``) are sent as driver ``executemany`` with SQLAlchemy's own bind
+processors: what lands in each table is exactly what SQLAlchemy's INSERT stores, on SQLite and on
+PostgreSQL, for every column type of the schema (naive-UTC instants with and without microseconds,
+dates, booleans, defaults left out)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from sqlalchemy import Boolean, Date, Engine, Integer, insert
+
+from app.store.db import insert_later, make_sessionmaker
+from app.store.models import Base, UTCDateTime
+from tests.conftest import _empty_tables
+
+INSTANTS = [
+    datetime(2026, 1, 5, 0, 0, tzinfo=UTC),
+    datetime(2026, 1, 4, 19, 30, 15, 250, tzinfo=timezone(timedelta(hours=-5))),
+]
+TABLES = sorted(Base.metadata.tables.values(), key=lambda table: table.name)
+
+
+def _row(table: Any, tag: str, instant: datetime) -> dict[str, Any]:
+    """A value for every column, the primary key marked by ``tag``; columns with a default left
+    out (the default must be filled in); an autoincrement key left to the database."""
+    row: dict[str, Any] = {}
+    for column in table.columns:
+        if column.default is not None or _generated(column):
+            continue
+        kind = column.type
+        if isinstance(kind, UTCDateTime):
+            row[column.key] = instant
+        elif isinstance(kind, Date):
+            row[column.key] = instant.date() + timedelta(days=1)
+        elif isinstance(kind, Boolean):
+            row[column.key] = True
+        elif isinstance(kind, Integer):
+            row[column.key] = 7
+        else:
+            row[column.key] = tag if column.primary_key else f"{column.key}-value"
+    return row
+
+
+def _generated(column: Any) -> bool:
+    return bool(column.primary_key and isinstance(column.type, Integer) and column.autoincrement is True)
+
+
+@pytest.mark.parametrize("table", TABLES, ids=lambda table: table.name)
+@pytest.mark.parametrize("instant", INSTANTS, ids=["whole-second-utc", "microseconds-offset"])
+def test_a_queued_row_is_stored_as_sqlalchemy_stores_it(db: Engine, table: Any, instant: datetime) -> None:
+    _empty_tables(db)
+    compared = [column for column in table.columns if not _generated(column)]
+    with make_sessionmaker(db)() as session, session.begin():
+        session.execute(insert(table), [_row(table, "by-sqlalchemy", instant)])
+        model = next(mapper.class_ for mapper in Base.registry.mappers if mapper.local_table is table)
+        insert_later(session, model, _row(table, "queued", instant))
+    with db.connect() as connection:  # compare the stored values as the driver returns them
+        stored = connection.exec_driver_sql(
+            f"SELECT {', '.join(c.name for c in compared)} FROM {table.name}"
+        ).all()
+    assert len(stored) == 2
+    first, second = ([v for v in row if v not in {"by-sqlalchemy", "queued"}] for row in stored)
+    assert first == second
