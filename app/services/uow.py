@@ -80,7 +80,8 @@ def _alone(service: ResourceService, work: Callable[[], T]) -> T:
 class _Item:
     service: ResourceService
     work: Callable[[], Any]
-    finished: Callable[[], None]  # called by the writer thread once the item is done
+    loop: asyncio.AbstractEventLoop | None  # where the request awaits ``future`` (None: nobody)
+    future: asyncio.Future[None] | None
     done: bool = False
     result: Any = None
     error: BaseException | None = None
@@ -120,15 +121,7 @@ class WriteGroup:
         (the request's only thread hop is to the writer and back)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-
-        def resolve() -> None:
-            if not future.done():  # the request may have been cancelled; the write stands
-                future.set_result(None)
-
-        def finished() -> None:
-            loop.call_soon_threadsafe(resolve)
-
-        item = _Item(service, work, finished)
+        item = _Item(service, work, loop, future)
         self._queue(item)
         with anyio.CancelScope(shield=True):  # a cancelled request still waits: its session is in use
             await future
@@ -165,11 +158,10 @@ class WriteGroup:
                 self.writer = None
                 stranded = [*batch, *self.queue]
                 self.queue.clear()
-            for item in stranded:
-                if not item.done:
-                    item.error, item.done = exc, True
-                    with suppress(RuntimeError):
-                        item.finished()
+            waiting = [item for item in stranded if not item.done]
+            for item in waiting:
+                item.error, item.done = exc, True
+            _answer(waiting)
             raise
 
     @classmethod
@@ -190,8 +182,7 @@ class WriteGroup:
                 except Exception as exc:  # the request's own error, raised on the event loop
                     item.error = exc
             item.done = True
-            with suppress(RuntimeError):  # the event loop has closed: nobody waits any more
-                item.finished()
+        _answer(batch)
 
     @staticmethod
     def _together(batch: list[_Item]) -> None:
@@ -217,3 +208,21 @@ class WriteGroup:
             with suppress(Exception):  # end it on this side too; the connection goes back clean
                 transaction.rollback()
             raise _CommitFailed from exc
+
+
+def _answer(items: list[_Item]) -> None:
+    """Wake the requests waiting for ``items``: one call into each event loop for all of them (each
+    call wakes the loop through its self-pipe: a group of eight costs one, not eight)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for item in items:
+        if item.loop is not None and item.future is not None:
+            by_loop.setdefault(item.loop, []).append(item.future)
+    for loop, futures in by_loop.items():
+        with suppress(RuntimeError):  # the event loop has closed: nobody waits any more
+            loop.call_soon_threadsafe(_resolve, futures)
+
+
+def _resolve(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():  # the request may have been cancelled; the write stands
+            future.set_result(None)

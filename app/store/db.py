@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Dialect, Engine, create_engine, event, insert
+from sqlalchemy import Connection, Dialect, Engine, create_engine, event
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, sessionmaker
@@ -117,31 +117,42 @@ def flush_inserts(session: Session) -> None:
     if pending:
         connection = session.connection()  # a Connection: its statements skip the hook below
         for model, rows in pending.items():  # the schema has no foreign keys: any order is valid
-            statement = _raw_insert(model, tuple(rows[0]), connection.dialect)
-            connection.exec_driver_sql(statement.sql, [statement.parameters(row) for row in rows])
+            _raw_insert(model, tuple(rows[0]), connection.dialect).execute(connection, rows)
 
 
 @dataclass(frozen=True)
 class _RawInsert:
-    """An INSERT compiled once per table, column set and dialect, with each column's bind processor
-    (``UTCDateTime``, SQLite's date and boolean forms) and scalar default: a queued row becomes
-    driver parameters without SQLAlchemy building each row's parameters anew (measured in
-    benchmarks/RESULTS.md, "Analysis")."""
+    """An INSERT built once per table, column set and dialect, with each column's bind processor
+    (``UTCDateTime``, SQLite's date and boolean forms) and scalar default, so that queued rows
+    become driver parameters without SQLAlchemy building each row's anew. SQLite takes them as one
+    ``executemany`` (one statement prepared, rebound per row, in C). PostgreSQL takes one statement
+    whatever the number of rows, ``INSERT ... SELECT * FROM unnest(column arrays)``: one parameter per
+    column, so the text never changes and psycopg parses it once and has the server prepare it
+    (psycopg's ``executemany`` spends more per row in Python than the row costs the server, and a
+    multi-row VALUES list is parsed anew for each row count). Measured in benchmarks/RESULTS.md."""
 
     sql: str
-    keys: tuple[str, ...]  # in the statement's parameter order
-    positional: bool
+    keys: tuple[str, ...]  # in column order
     processors: tuple[Callable[[Any], Any] | None, ...]
     defaults: dict[str, Any]  # for the columns a row leaves out
+    by_column: bool  # PostgreSQL: one array per column
 
-    def parameters(self, row: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+    def parameters(self, row: dict[str, Any]) -> tuple[Any, ...]:
         if self.defaults:
             row = {**self.defaults, **row}
-        values = [
+        return tuple(
             row[key] if process is None else process(row[key])
             for key, process in zip(self.keys, self.processors, strict=True)
-        ]
-        return tuple(values) if self.positional else dict(zip(self.keys, values, strict=True))
+        )
+
+    def execute(self, connection: Connection, rows: list[dict[str, Any]]) -> None:
+        parameters = [self.parameters(row) for row in rows]
+        if self.by_column:
+            connection.exec_driver_sql(
+                self.sql, tuple(list(column) for column in zip(*parameters, strict=True))
+            )
+        else:
+            connection.exec_driver_sql(self.sql, parameters)
 
 
 _RAW_INSERTS: dict[tuple[type[Any], tuple[str, ...], str], _RawInsert] = {}
@@ -151,18 +162,25 @@ def _raw_insert(model: type[Any], keys: tuple[str, ...], dialect: Dialect) -> _R
     cache_key = (model, keys, dialect.name)
     statement = _RAW_INSERTS.get(cache_key)
     if statement is None:
-        compiled = insert(model).compile(dialect=dialect, column_keys=list(keys), for_executemany=True)
-        columns = model.__table__.c
-        order = tuple(compiled.positiontup or ()) if compiled.positional else tuple(compiled.params)
-        defaults = {key: columns[key].default for key in order if key not in keys}
-        if not all(default is not None and default.is_scalar for default in defaults.values()):
+        table = model.__table__
+        columns = [c for c in table.columns if c.key in keys or c.default is not None]
+        defaults = {c.key: c.default for c in columns if c.key not in keys}
+        if not all(default.is_scalar for default in defaults.values()):
             raise TypeError(f"rows of {model.__name__} leave out a column with no scalar default")
+        quote = dialect.identifier_preparer.quote
+        head = f"INSERT INTO {quote(table.name)} ({', '.join(quote(c.name) for c in columns)}) "
+        by_column = dialect.name == "postgresql"
+        if by_column:
+            arrays = ", ".join(f"%b::{c.type.compile(dialect=dialect)}[]" for c in columns)
+            sql = f"{head}SELECT * FROM unnest({arrays})"  # noqa: S608 (schema names only)
+        else:
+            sql = f"{head}VALUES ({', '.join('?' * len(columns))})"
         statement = _RAW_INSERTS[cache_key] = _RawInsert(
-            compiled.string,
-            order,
-            compiled.positional,
-            tuple(columns[key].type.dialect_impl(dialect).bind_processor(dialect) for key in order),
+            sql,
+            tuple(c.key for c in columns),
+            tuple(c.type.dialect_impl(dialect).bind_processor(dialect) for c in columns),
             {key: default.arg for key, default in defaults.items()},
+            by_column,
         )
     return statement
 
