@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.write_group = WriteGroup(
             app.state.write_lock if engine.dialect.name == "sqlite" else threading.Lock(),
             settings.group_commit_limit,
+            lambda: app.state.sessionmaker(bind=engine.connect()),
         )
         read_url = settings.sqlalchemy_read_url  # a replica for the month-wide reads, if any
         read_engine = (
@@ -129,6 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await dispatcher  # finishes the notification in flight (bounded by its timeout)
             if exporter is not None:
                 await exporter  # the batch in flight; an unfinished job is taken up again later
+            await asyncio.to_thread(app.state.write_group.close)
             engine.dispose()
             if read_engine is not None:
                 read_engine.dispose()

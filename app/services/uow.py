@@ -28,7 +28,9 @@ from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from app.errors import Conflict, DomainError, Unavailable
 from app.services.resources import ResourceService
@@ -109,12 +111,29 @@ class WriteGroup:
     from the event loop and awaits it (measured against handing the lead from one request's thread
     to the next: 5-8% more requests per second, benchmarks/RESULTS.md "Analysis")."""
 
-    def __init__(self, lock: AbstractContextManager[Any], limit: int) -> None:
+    def __init__(
+        self,
+        lock: AbstractContextManager[Any],
+        limit: int,
+        connect: Callable[[], Session],
+    ) -> None:
         self.lock = lock
         self.limit = limit
+        self.connect = connect
         self.queue: deque[_Item] = deque()
         self.ready = threading.Condition()  # guards the queue; notified when an item is queued
         self.writer: threading.Thread | None = None
+        self.closed = False
+        self.held: Session | None = None  # the writer thread's own session, on a connection it keeps
+
+    def close(self) -> None:
+        """At shutdown: the writer thread finishes what is queued, lets its connection go and ends."""
+        with self.ready:
+            self.closed = True
+            writer = self.writer
+            self.ready.notify_all()
+        if writer is not None:
+            writer.join(IDLE)
 
     async def run(self, service: ResourceService, work: Callable[[], T]) -> T:
         """From the event loop: queue ``work`` and await its group, with no worker thread between
@@ -144,16 +163,18 @@ class WriteGroup:
         try:
             while True:
                 with self.ready:
-                    if not self.queue:
+                    if not self.queue and not self.closed:
                         self.ready.wait(IDLE)
                     if not self.queue:
                         self.writer = None
+                        self._let_go()
                         return
                 with self.lock:  # then take the queue: what arrived while waiting joins the group
                     with self.ready:
                         batch = [self.queue.popleft() for _ in range(min(self.limit, len(self.queue)))]
                     self._run(batch)
         except BaseException as exc:
+            self._let_go()
             with self.ready:
                 self.writer = None
                 stranded = [*batch, *self.queue]
@@ -164,15 +185,34 @@ class WriteGroup:
             _answer(waiting)
             raise
 
-    @classmethod
-    def _run(cls, batch: list[_Item]) -> None:
+    def _session(self) -> Session:
+        """The groups' session: the writer's own, on a connection it keeps from one group to the
+        next (no pool checkout and, on PostgreSQL, no pre-ping per group)."""
+        if self.held is None:
+            self.held = self.connect()
+        return self.held
+
+    def _let_go(self) -> None:
+        """Close the writer's session and its connection: when the writer ends, and after a failed
+        group (the connection may be what failed; the next group takes a fresh, pinged one)."""
+        held, self.held = self.held, None
+        if held is not None:
+            with suppress(Exception):
+                connection = held.bind
+                held.close()
+                if isinstance(connection, Connection):
+                    connection.close()
+
+    def _run(self, batch: list[_Item]) -> None:
         together = len(batch) > 1  # a lone item runs alone
         if together:
             try:
-                cls._together(batch)
+                self._together(self._session(), batch)
             except _Abandon:  # an item failed: nothing of the group was written
                 together = False
+                self._let_go()
             except _CommitFailed as failed:  # written or not, nobody knows: never run again
+                self._let_go()
                 for item in batch:
                     item.error = failed.__cause__
         for item in batch:
@@ -185,11 +225,10 @@ class WriteGroup:
         _answer(batch)
 
     @staticmethod
-    def _together(batch: list[_Item]) -> None:
-        """Every item's work, then every row sent, in one transaction; ``_Abandon`` (rolled back)
-        when any of that fails, ``_CommitFailed`` when the COMMIT itself does: a commit whose
-        connection broke may have been applied, so its group must not be run again."""
-        session = batch[0].service.session
+    def _together(session: Session, batch: list[_Item]) -> None:
+        """Every item's work, then every row sent, in one transaction on ``session``; ``_Abandon``
+        (rolled back) when any of that fails, ``_CommitFailed`` when the COMMIT itself does: a
+        commit whose connection broke may have been applied, so its group must not be run again."""
         transaction = session.begin()
         try:
             session.connection(execution_options={WRITE_OPTION: True})
@@ -200,7 +239,8 @@ class WriteGroup:
             session.flush()
             flush_inserts(session)
         except Exception as exc:
-            transaction.rollback()
+            with suppress(Exception):  # a lost connection: the writer lets it go (``_let_go``)
+                transaction.rollback()
             raise _Abandon from exc
         try:
             transaction.commit()

@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import Connection, Engine, event, func, select
 
 from app.errors import BusinessRuleViolation, Conflict
 from app.notifications.subscriptions import MEASUREMENT_RECORDED
@@ -50,12 +50,22 @@ def _patient(engine: Engine, tenant: str, rid: str) -> None:
         transact(service, lambda: service.update("Patient", rid, {"resourceType": "Patient", "id": rid}))
 
 
-def _grouped(engine: Engine, jobs: list[tuple[str, Work]]) -> tuple[list[Any], int]:
+def _group(engine: Engine) -> WriteGroup:
+    """A ``WriteGroup`` as the app builds it: its writer on a connection of its own."""
+    return WriteGroup(
+        threading.Lock(), limit=64, connect=lambda: make_sessionmaker(engine)(bind=engine.connect())
+    )
+
+
+def _grouped(
+    engine: Engine, jobs: list[tuple[str, Work]], group: WriteGroup | None = None
+) -> tuple[list[Any], int]:
     """Run ``jobs`` (tenant, work on a service) as concurrent requests of one event loop through one
-    ``WriteGroup``, all queued before any runs; answers each job's result (or exception) in order,
-    and the commits made."""
-    lock = threading.Lock()
-    group = WriteGroup(lock, limit=64)
+    ``WriteGroup`` (a new one unless given), all queued before any runs; answers each job's result
+    (or exception) in order, and the commits made."""
+    own = group is None
+    group = group or _group(engine)
+    lock = group.lock
     sessions = make_sessionmaker(engine)
     commits = [0]
 
@@ -87,6 +97,8 @@ def _grouped(engine: Engine, jobs: list[tuple[str, Work]]) -> tuple[list[Any], i
         loop.join(30)
     finally:
         event.remove(engine, "commit", count)
+        if own:
+            group.close()
     return results, commits[0]
 
 
@@ -198,3 +210,56 @@ def test_a_failed_commit_fails_its_group_and_is_not_run_again(engine: Engine) ->
     assert attempts[0] == 1
     assert all(isinstance(r, RuntimeError) for r in results)
     assert _count(engine, "QuestionnaireResponse") == 0
+
+
+def test_the_writer_keeps_its_connection_from_one_group_to_the_next(engine: Engine) -> None:
+    _patient(engine, "default", "p1")
+    checkouts = [0]
+
+    def count(*_: Any) -> None:
+        checkouts[0] += 1
+
+    group = _group(engine)
+    event.listen(engine, "checkout", count)
+    try:
+        for _ in range(3):
+            results, commits = _grouped(
+                engine, [("default", _create(_response("p1"))) for _ in range(4)], group
+            )
+            assert commits == 1 and all(r.created for r in results)
+        assert checkouts[0] == 1  # one connection for three groups; the requests' sessions took none
+    finally:
+        event.remove(engine, "checkout", count)
+        group.close()
+    assert group.held is None and group.writer is None
+    assert _count(engine, "QuestionnaireResponse") == 12
+
+
+def _writer_connection(group: WriteGroup) -> Any:
+    assert group.held is not None and isinstance(group.held.bind, Connection)
+    return group.held.bind.connection.driver_connection
+
+
+def test_a_lost_writer_connection_costs_one_group_a_rerun(engine: Engine) -> None:
+    """The writer's connection is lost between two groups (PostgreSQL ends it; on SQLite it is
+    closed under the writer): the next group fails on it and is run again request by request on
+    their own connections, and the writer takes a fresh connection for the group after."""
+    _patient(engine, "default", "p1")
+    group = _group(engine)
+    try:
+        _grouped(engine, [("default", _create(_response("p1"))) for _ in range(3)], group)
+        lost = _writer_connection(group)
+        if engine.dialect.name == "postgresql":
+            with engine.connect() as admin:
+                admin.exec_driver_sql(f"SELECT pg_terminate_backend({lost.info.backend_pid})")
+        else:
+            lost.close()
+        results, _ = _grouped(engine, [("default", _create(_response("p1"))) for _ in range(3)], group)
+        assert all(r.created for r in results)
+        assert _count(engine, "QuestionnaireResponse") == 6
+        results, commits = _grouped(engine, [("default", _create(_response("p1"))) for _ in range(3)], group)
+        assert commits == 1 and all(r.created for r in results)
+        assert _writer_connection(group) is not lost
+        assert _count(engine, "QuestionnaireResponse") == 9
+    finally:
+        group.close()
