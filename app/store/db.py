@@ -114,10 +114,33 @@ def flush_inserts(session: Session) -> None:
     pending: dict[type[Any], list[dict[str, Any]]] | None = transaction_info(session).pop(
         PENDING_INSERTS, None
     )
-    if pending:
-        connection = session.connection()  # a Connection: its statements skip the hook below
-        for model, rows in pending.items():  # the schema has no foreign keys: any order is valid
-            _raw_insert(model, tuple(rows[0]), connection.dialect).execute(connection, rows)
+    if not pending:
+        return
+    connection = session.connection()  # a Connection: its statements skip the hook below
+    statements = [
+        (_raw_insert(model, tuple(rows[0]), connection.dialect), rows) for model, rows in pending.items()
+    ]
+    if connection.dialect.name != "postgresql" or len(statements) == 1:
+        for statement, rows in statements:  # the schema has no foreign keys: any order is valid
+            statement.execute(connection, rows)
+        return
+    # psycopg's pipeline mode: every table's INSERT sent at once, one round trip for all. An error
+    # arrives at the sync, outside SQLAlchemy's execute: it is raised as SQLAlchemy would raise it.
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    try:
+        with driver.pipeline():
+            for statement, rows in statements:
+                statement.execute(connection, rows)
+    except connection.dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(
+            "INSERT (pipeline)",
+            None,
+            exc,
+            connection.dialect.loaded_dbapi.Error,
+            hide_parameters=True,
+            dialect=connection.dialect,
+        ) from exc
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Boolean, Date, Engine, Integer, insert
+from sqlalchemy.exc import IntegrityError
 
-from app.store.db import insert_later, make_sessionmaker
+from app.store.db import flush_inserts, insert_later, make_sessionmaker
 from app.store.models import Base, UTCDateTime
-from tests.conftest import _empty_tables
+from tests.conftest import _empty_tables, count_rows
 
 INSTANTS = [
     datetime(2026, 1, 5, 0, 0, tzinfo=UTC),
@@ -66,3 +67,19 @@ def test_a_queued_row_is_stored_as_sqlalchemy_stores_it(db: Engine, table: Any, 
     assert len(stored) == 2
     first, second = ([v for v in row if v not in TAGS] for row in stored)
     assert first == second
+
+
+def test_a_refused_row_raises_sqlalchemys_integrity_error_and_nothing_stays(db: Engine) -> None:
+    """Several tables queued at once (on PostgreSQL: one pipeline) and one row breaking a unique
+    key: the error is SQLAlchemy's ``IntegrityError`` (what the unit of work retries on), raised
+    before the commit, and the rolled-back transaction leaves no row of any table."""
+    _empty_tables(db)
+    instant = INSTANTS[0]
+    by_table = {table.name: table for table in TABLES}
+    models = {mapper.local_table.name: mapper.class_ for mapper in Base.registry.mappers}
+    with make_sessionmaker(db)() as session, pytest.raises(IntegrityError), session.begin():
+        insert_later(session, models["audit_event"], _row(by_table["audit_event"], "a1", instant))
+        insert_later(session, models["measurement"], _row(by_table["measurement"], "m1", instant))
+        insert_later(session, models["measurement"], _row(by_table["measurement"], "m1", instant))
+        flush_inserts(session)  # what the group commit does before its COMMIT
+    assert count_rows(db, "audit_event") == count_rows(db, "measurement") == 0
