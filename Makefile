@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test test-postgres lint format openapi check-openapi check-migrations check fuzz bench bench-notify bench-quality bench-export
+.PHONY: install run test test-postgres lint format openapi check-openapi check-migrations check fuzz bench bench-notify bench-quality bench-export bench-import
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,7 @@ bench: install  ## wrk against uvicorn subprocesses -> benchmarks/RESULTS.md (BE
 	$(BIN)/python benchmarks/notify.py --database $(BENCH_DB)
 	$(BIN)/python benchmarks/quality.py --database $(BENCH_DB)
 	$(BIN)/python benchmarks/export.py --database $(BENCH_DB)
+	$(BIN)/python benchmarks/importing.py --database $(BENCH_DB)
 
 bench-notify: install  ## commit-to-receiver latency of safety alerts -> benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/notify.py --database $(BENCH_DB)
@@ -71,3 +72,6 @@ bench-quality: install  ## the four quality measures for 1,000 and 10,000 patien
 
 bench-export: install  ## Bulk Data $export of 10,000 and 100,000 patients -> benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/export.py --database $(BENCH_DB)
+
+bench-import: install  ## cocm import of 100,000 patients' history -> benchmarks/RESULTS.md
+	$(BIN)/python benchmarks/importing.py --database $(BENCH_DB)
