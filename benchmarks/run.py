@@ -632,6 +632,7 @@ class DbResults:
     floor: WrkResult | None = None
     qr: WrkResult | None = None
     qr_serial: WrkResult | None = None
+    qr_half: WrkResult | None = None  # half the connections: how the rate depends on concurrency
     qr_two_workers: WrkResult | None = None  # PostgreSQL: two uvicorn workers
     qr_ungrouped: WrkResult | None = None  # COCM_GROUP_COMMIT_LIMIT=1: what group commit buys
     mixed: MixedResult | None = None  # POSTs while the billing month and the registry are read
@@ -667,6 +668,13 @@ def run_database(kind: str, args: argparse.Namespace, workdir: Path, spy: str | 
         serial_args = argparse.Namespace(**{**vars(args), "duration": args.duration / 2})
         res.qr_serial = wrk_measured(
             app.url("/fhir/QuestionnaireResponse"), qr_file, serial_args, 1, "POST QR, 1 connection"
+        )
+        res.qr_half = wrk_measured(
+            app.url("/fhir/QuestionnaireResponse"),
+            qr_file,
+            args,
+            args.connections // 2,
+            "POST QR, half the connections",
         )
         res.qr = wrk_measured(
             app.url("/fhir/QuestionnaireResponse"), qr_file, args, args.connections, "POST QR"
@@ -825,6 +833,7 @@ def report(results: list[DbResults], info: dict[str, str], args: argparse.Namesp
             ("(a) bare FastAPI echo", r.echo),
             ("(b) validation floor (R4B model_validate_json)", r.floor),
             (f"POST /fhir/QuestionnaireResponse (PHQ-9), {args.connections} connections", r.qr),
+            (f"POST /fhir/QuestionnaireResponse (PHQ-9), {args.connections // 2} connections", r.qr_half),
             ("POST /fhir/QuestionnaireResponse (PHQ-9), 1 connection", r.qr_serial),
             (
                 f"POST /fhir/QuestionnaireResponse (PHQ-9), {args.connections} connections, group commit off",
@@ -985,7 +994,9 @@ def main() -> None:
     parser.add_argument(
         "--warmup", type=float, default=3, help="seconds of wrk warm-up before each measured run"
     )
-    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument(
+        "--connections", type=int, default=16, help="wrk connections (issue 14 measures with -c16)"
+    )
     parser.add_argument("--bundle-connections", type=int, default=2)
     parser.add_argument("--bundle-size", type=int, default=250)
     parser.add_argument(
