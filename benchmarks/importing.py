@@ -19,8 +19,8 @@ The section between the ``import`` markers of RESULTS.md is replaced.
 from __future__ import annotations
 
 import json
+import os
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -78,23 +78,26 @@ def floor(path: Path) -> float:
 
 
 def run_import(url: str, path: Path) -> tuple[float, int, str]:
-    """``cocm import`` in a child process: seconds, the child's peak RSS (KiB), its last line."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """``cocm import`` in a child process: seconds, that child's own peak RSS (KiB, ``wait4``), its
+    last line."""
     began = time.perf_counter()
-    done = subprocess.run(
-        [str(BIN / "cocm"), "import", str(path), "--batch", str(BATCH)],
-        cwd=ROOT,
-        env=server_env(url),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    seconds = time.perf_counter() - began
-    if done.returncode != 0:
-        raise RuntimeError(f"cocm import failed ({done.returncode}): {done.stderr[-2000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    last = (done.stdout.strip().splitlines() or [""])[-1]
-    return seconds, max(peak, before), last
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen(
+            [str(BIN / "cocm"), "import", str(path), "--batch", str(BATCH)],
+            cwd=ROOT,
+            env=server_env(url),
+            stdout=out,
+            stderr=err,
+        )
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - began
+        out.seek(0)
+        err.seek(0)
+        if child.returncode != 0:
+            raise RuntimeError(f"cocm import failed ({child.returncode}): {err.read()[-2000:]}")
+        last = (out.read().strip().splitlines() or [""])[-1]
+    return seconds, usage.ru_maxrss, last
 
 
 def main() -> None:

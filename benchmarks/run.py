@@ -833,7 +833,10 @@ def report(results: list[DbResults], info: dict[str, str], args: argparse.Namesp
             ("(a) bare FastAPI echo", r.echo),
             ("(b) validation floor (R4B model_validate_json)", r.floor),
             (f"POST /fhir/QuestionnaireResponse (PHQ-9), {args.connections} connections", r.qr),
-            (f"POST /fhir/QuestionnaireResponse (PHQ-9), {args.connections // 2} connections", r.qr_half),
+            (
+                f"POST /fhir/QuestionnaireResponse (PHQ-9), {max(1, args.connections // 2)} connections",
+                r.qr_half,
+            ),
             ("POST /fhir/QuestionnaireResponse (PHQ-9), 1 connection", r.qr_serial),
             (
                 f"POST /fhir/QuestionnaireResponse (PHQ-9), {args.connections} connections, group commit off",

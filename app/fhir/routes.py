@@ -153,7 +153,7 @@ async def create(rtype: str, request: Request) -> Response:
         request.app.state.create_lane.setdefault(request.scope["path"], request.scope["route"])
     if_none_exist = request.headers.get("if-none-exist")
 
-    def work(service: ResourceService, body: dict[str, Any]) -> WriteResult:
+    def work(service: ResourceService, body: dict[str, Any], _: int | None) -> WriteResult:
         return service.create(rtype, body, if_none_exist=if_none_exist)
 
     return await _write(request, rtype, work, "c", *(("s",) if if_none_exist else ()))
@@ -162,20 +162,23 @@ async def create(rtype: str, request: Request) -> Response:
 async def _write(
     request: Request,
     rtype: str,
-    work: Callable[[ResourceService, dict[str, Any]], WriteResult],
+    work: Callable[[ResourceService, dict[str, Any], int | None], WriteResult],
     *interactions: str,
     rid: str | None = None,
+    if_match: str | None = None,
 ) -> Response:
-    """A single-resource write: the body (415, 413, 400), the caller (401), the type, the scopes and
-    the body's validity, then ``work`` in a (possibly shared) transaction. These routes read their
+    """A single-resource write: the body (415, 413, 400), the caller (401), the type (404, 405), an
+    ``If-Match`` header (400 when malformed; its version is passed to ``work``), the scopes and the
+    body's validity, then ``work`` in a (possibly shared) transaction. These routes read their
     inputs themselves rather than through FastAPI dependencies: on the busiest path resolving four
     dependencies and two headers cost more than the rest of the route (benchmarks/RESULTS.md)."""
     body = await read_fhir_body(request)
     caller = await get_caller(request)
     with open_service(request, caller) as service:
         _check_type(rtype, writing=True)
+        expected = parse_etag(if_match) if if_match is not None else None
         await _precheck(service, rtype, body, *interactions, rid=rid)
-        result = await transact_async(service, lambda: work(service, body))
+        result = await transact_async(service, lambda: work(service, body, expected))
     return write_response(result, request.headers.get("prefer"))
 
 
@@ -220,7 +223,7 @@ async def conditional_update(rtype: str, request: Request) -> Response:
     several answer 412."""
     query = urlencode(list(request.query_params.multi_items()))
 
-    def work(service: ResourceService, body: dict[str, Any]) -> WriteResult:
+    def work(service: ResourceService, body: dict[str, Any], _: int | None) -> WriteResult:
         return service.conditional_update(rtype, query, body)
 
     return await _write(request, rtype, work, "u", "s")
@@ -239,13 +242,11 @@ def read(rtype: str, rid: str, service: ServiceDep) -> Response:
 async def update(rtype: str, rid: str, request: Request) -> Response:
     """Update (200) or create with the client's id (201). `If-Match: W/"n"` must name the current
     version (412 otherwise); the body's id must equal the URL's."""
-    if_match = request.headers.get("if-match")
-    expected = parse_etag(if_match) if if_match is not None else None  # 400 when malformed
 
-    def work(service: ResourceService, body: dict[str, Any]) -> WriteResult:
+    def work(service: ResourceService, body: dict[str, Any], expected: int | None) -> WriteResult:
         return service.update(rtype, rid, body, if_match=expected)
 
-    return await _write(request, rtype, work, "u", rid=rid)
+    return await _write(request, rtype, work, "u", rid=rid, if_match=request.headers.get("if-match"))
 
 
 @router.delete("/{rtype}/{rid}", summary="Delete", status_code=204)

@@ -3,15 +3,19 @@
 **Group commit** (``WriteGroup``, used by the single-resource FHIR writes): concurrent
 requests queue their work; a writer thread takes every queued item (up to
 ``COCM_GROUP_COMMIT_LIMIT``) and, holding the writer lock, runs them in one transaction, in
-arrival order, on the first item's session (each item keeps its own service: tenant, caller,
-audit), with one commit; each request answers only after the commit that holds its rows. A group
-costs one BEGIN, one multi-row INSERT per table and one COMMIT instead of one of each per request.
+arrival order, on a session of its own bound to a connection it keeps from group to group (each
+item keeps its own service: tenant, caller, audit), with one commit; each request answers only
+after the commit that holds its rows. A group costs one BEGIN, one INSERT per table (on
+PostgreSQL all of them in one round trip, ``app.store.db.flush_inserts``) and one COMMIT instead of
+one of each per request.
 When any item fails (its client's error, a lost race on a unique key, a row sent and refused), the
 whole transaction is rolled back and every item of the group is run again alone, exactly as without
 grouping (``transact``): an error answers for its own request only, and nothing is written twice,
 since the failed group wrote nothing. Every row is sent before the COMMIT; a COMMIT that fails
 (the connection lost: it may have been applied) fails every request of its group (503), never
-run again. A lone item runs alone. Per-transaction caches are keyed by
+run again; a group that fails for another reason than a request's own error lets the writer's
+connection go (the next group takes a fresh one). A lone item runs alone, on its own session.
+Per-transaction caches are keyed by
 tenant, so a group of several tenants' requests shares nothing it should not.
 """
 
@@ -30,7 +34,7 @@ import anyio
 import anyio.to_thread
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from app.errors import Conflict, DomainError, Unavailable
 from app.services.resources import ResourceService
@@ -82,8 +86,8 @@ def _alone(service: ResourceService, work: Callable[[], T]) -> T:
 class _Item:
     service: ResourceService
     work: Callable[[], Any]
-    loop: asyncio.AbstractEventLoop | None  # where the request awaits ``future`` (None: nobody)
-    future: asyncio.Future[None] | None
+    loop: asyncio.AbstractEventLoop  # where the request awaits ``future``
+    future: asyncio.Future[None]
     done: bool = False
     result: Any = None
     error: BaseException | None = None
@@ -105,18 +109,14 @@ class _CommitFailed(Exception):
 class WriteGroup:
     """Group commit for one engine (module docstring). ``lock``: the writer lock (SQLite's
     ``write_lock``, so grouped and ungrouped writers queue on the same lock; a lock of its own on
-    PostgreSQL); ``limit``: the most items in one transaction.
+    PostgreSQL); ``limit``: the most items in one transaction; ``connect``: a new session bound to
+    a connection of its own, for the writer to keep.
 
     A writer thread of its own runs the groups, in arrival order; each request queues its item
     from the event loop and awaits it (measured against handing the lead from one request's thread
     to the next: 5-8% more requests per second, benchmarks/RESULTS.md "Analysis")."""
 
-    def __init__(
-        self,
-        lock: AbstractContextManager[Any],
-        limit: int,
-        connect: Callable[[], Session],
-    ) -> None:
+    def __init__(self, lock: AbstractContextManager[Any], limit: int, connect: Callable[[], Session]) -> None:
         self.lock = lock
         self.limit = limit
         self.connect = connect
@@ -139,11 +139,10 @@ class WriteGroup:
         """From the event loop: queue ``work`` and await its group, with no worker thread between
         (the request's only thread hop is to the writer and back)."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        item = _Item(service, work, loop, future)
+        item = _Item(service, work, loop, loop.create_future())
         self._queue(item)
         with anyio.CancelScope(shield=True):  # a cancelled request still waits: its session is in use
-            await future
+            await item.future
         result: T = item.outcome()
         return result
 
@@ -167,23 +166,25 @@ class WriteGroup:
                         self.ready.wait(IDLE)
                     if not self.queue:
                         self.writer = None
-                        self._let_go()
-                        return
+                        held, self.held = self.held, None  # closed below, the queue's lock let go
+                        break
                 with self.lock:  # then take the queue: what arrived while waiting joins the group
                     with self.ready:
                         batch = [self.queue.popleft() for _ in range(min(self.limit, len(self.queue)))]
                     self._run(batch)
         except BaseException as exc:
-            self._let_go()
             with self.ready:
                 self.writer = None
+                held, self.held = self.held, None
                 stranded = [*batch, *self.queue]
                 self.queue.clear()
-            waiting = [item for item in stranded if not item.done]
-            for item in waiting:
-                item.error, item.done = exc, True
-            _answer(waiting)
+            for item in stranded:
+                if not item.done:
+                    item.error, item.done = exc, True
+            _answer(stranded)  # answered twice is harmless: a future is resolved once
+            _close(held)
             raise
+        _close(held)
 
     def _session(self) -> Session:
         """The groups' session: the writer's own, on a connection it keeps from one group to the
@@ -192,45 +193,43 @@ class WriteGroup:
             self.held = self.connect()
         return self.held
 
-    def _let_go(self) -> None:
-        """Close the writer's session and its connection: when the writer ends, and after a failed
-        group (the connection may be what failed; the next group takes a fresh, pinged one)."""
-        held, self.held = self.held, None
-        if held is not None:
-            with suppress(Exception):
-                connection = held.bind
-                held.close()
-                if isinstance(connection, Connection):
-                    connection.close()
-
     def _run(self, batch: list[_Item]) -> None:
-        together = len(batch) > 1  # a lone item runs alone
-        if together:
+        if len(batch) > 1:  # a lone item runs alone
             try:
-                self._together(self._session(), batch)
-            except _Abandon:  # an item failed: nothing of the group was written
-                together = False
-                self._let_go()
+                self._together(batch)
+            except _Abandon as abandoned:  # an item failed: nothing of the group was written
+                if not isinstance(abandoned.__cause__, DomainError | IntegrityError):
+                    _close(self.held)  # the connection may be what failed: the next group takes a fresh one
+                    self.held = None
             except _CommitFailed as failed:  # written or not, nobody knows: never run again
-                self._let_go()
+                _close(self.held)
+                self.held = None
                 for item in batch:
-                    item.error = failed.__cause__
-        for item in batch:
-            if not together:
-                try:
-                    item.result = _alone(item.service, item.work)
-                except Exception as exc:  # the request's own error, raised on the event loop
-                    item.error = exc
+                    item.error, item.done = failed.__cause__, True
+                _answer(batch)
+                return
+            else:
+                for item in batch:
+                    item.done = True
+                _answer(batch)
+                return
+        for item in batch:  # each alone, answered as soon as it is done
+            try:
+                item.result = _alone(item.service, item.work)
+            except Exception as exc:  # the request's own error, raised on the event loop
+                item.error = exc
             item.done = True
-        _answer(batch)
+            _answer([item])
 
-    @staticmethod
-    def _together(session: Session, batch: list[_Item]) -> None:
-        """Every item's work, then every row sent, in one transaction on ``session``; ``_Abandon``
-        (rolled back) when any of that fails, ``_CommitFailed`` when the COMMIT itself does: a
-        commit whose connection broke may have been applied, so its group must not be run again."""
-        transaction = session.begin()
+    def _together(self, batch: list[_Item]) -> None:
+        """Every item's work, then every row sent, in one transaction on the writer's session;
+        ``_Abandon`` (rolled back) when any of that fails, the session itself included,
+        ``_CommitFailed`` when the COMMIT does: a commit whose connection broke may have been
+        applied, so its group must not be run again."""
+        transaction: SessionTransaction | None = None
         try:
+            session = self._session()
+            transaction = session.begin()
             session.connection(execution_options={WRITE_OPTION: True})
             for item in batch:
                 item.service.attempt = None
@@ -239,8 +238,9 @@ class WriteGroup:
             session.flush()
             flush_inserts(session)
         except Exception as exc:
-            with suppress(Exception):  # a lost connection: the writer lets it go (``_let_go``)
-                transaction.rollback()
+            if transaction is not None:
+                with suppress(Exception):  # a lost connection: the writer lets it go (``_run``)
+                    transaction.rollback()
             raise _Abandon from exc
         try:
             transaction.commit()
@@ -250,13 +250,24 @@ class WriteGroup:
             raise _CommitFailed from exc
 
 
+def _close(session: Session | None) -> None:
+    """Close a writer's session and the connection it is bound to (back to the pool)."""
+    if session is None:
+        return
+    connection = session.bind
+    with suppress(Exception):  # a broken connection: closing it below is all that is left
+        session.close()
+    if isinstance(connection, Connection):
+        with suppress(Exception):
+            connection.close()
+
+
 def _answer(items: list[_Item]) -> None:
     """Wake the requests waiting for ``items``: one call into each event loop for all of them (each
     call wakes the loop through its self-pipe: a group of eight costs one, not eight)."""
     by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
     for item in items:
-        if item.loop is not None and item.future is not None:
-            by_loop.setdefault(item.loop, []).append(item.future)
+        by_loop.setdefault(item.loop, []).append(item.future)
     for loop, futures in by_loop.items():
         with suppress(RuntimeError):  # the event loop has closed: nobody waits any more
             loop.call_soon_threadsafe(_resolve, futures)

@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Engine, create_engine, event
+from sqlalchemy import Connection, Dialect, Engine, String, create_engine, event
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, sessionmaker
@@ -102,9 +102,10 @@ def transaction_info(session: Session) -> dict[str, Any]:
 
 
 def insert_later(session: Session, model: type[Any], row: dict[str, Any]) -> None:
-    """Queue a row for insertion. Queued rows are sent as one multi-row INSERT per table (an
-    ``executemany``; on PostgreSQL SQLAlchemy's "insertmanyvalues") just before the session's next
-    statement, or at commit, so reads in the same transaction always see them. This replaces the
+    """Queue a row for insertion. Queued rows are sent as one INSERT per table (``_RawInsert``: an
+    ``executemany`` on SQLite; on PostgreSQL one statement over column arrays, every table's in one
+    round trip) just before the session's next statement, or at commit, so reads in the same
+    transaction always see them. This replaces the
     ORM unit of work on the write path: a row costs a dict instead of a tracked object (measured in
     benchmarks/RESULTS.md). Every row of a table must carry the same keys."""
     transaction_info(session).setdefault(PENDING_INSERTS, {}).setdefault(model, []).append(row)
@@ -133,12 +134,16 @@ def flush_inserts(session: Session) -> None:
             for statement, rows in statements:
                 statement.execute(connection, rows)
     except connection.dialect.loaded_dbapi.Error as exc:
+        lost = connection.dialect.is_disconnect(exc, driver, None)
+        if lost:
+            connection.invalidate(exc)
         raise DBAPIError.instance(
             "INSERT (pipeline)",
             None,
             exc,
             connection.dialect.loaded_dbapi.Error,
             hide_parameters=True,
+            connection_invalidated=lost,
             dialect=connection.dialect,
         ) from exc
 
@@ -186,6 +191,9 @@ def _raw_insert(model: type[Any], keys: tuple[str, ...], dialect: Dialect) -> _R
     statement = _RAW_INSERTS.get(cache_key)
     if statement is None:
         table = model.__table__
+        unknown = set(keys) - set(table.columns.keys())
+        if unknown:
+            raise TypeError(f"rows of {model.__name__} name no column {sorted(unknown)}")
         columns = [c for c in table.columns if c.key in keys or c.default is not None]
         defaults = {c.key: c.default for c in columns if c.key not in keys}
         if not all(default.is_scalar for default in defaults.values()):
@@ -194,7 +202,12 @@ def _raw_insert(model: type[Any], keys: tuple[str, ...], dialect: Dialect) -> _R
         head = f"INSERT INTO {quote(table.name)} ({', '.join(quote(c.name) for c in columns)}) "
         by_column = dialect.name == "postgresql"
         if by_column:
-            arrays = ", ".join(f"%b::{c.type.compile(dialect=dialect)}[]" for c in columns)
+            # Text arrays for text columns: the INSERT's own cast to VARCHAR(n) refuses a longer
+            # value (DataError), as SQLAlchemy's INSERT does, where an explicit cast would cut it.
+            arrays = ", ".join(
+                f"%b::{'TEXT' if isinstance(c.type, String) else c.type.compile(dialect=dialect)}[]"
+                for c in columns
+            )
             sql = f"{head}SELECT * FROM unnest({arrays})"  # noqa: S608 (schema names only)
         else:
             sql = f"{head}VALUES ({', '.join('?' * len(columns))})"

@@ -4,8 +4,9 @@ A random id (UUIDv4) lands each new row at a random place in every index keyed b
 write dirties pages of its own; ids that sort by creation time append to the same few pages. On
 SQLite a group commit of eight PHQ-9 POSTs wrote 1.2 MB (WAL and checkpoint) with v4 ids and
 0.5 MB with these (benchmarks/RESULTS.md, "Analysis"); PostgreSQL's B-trees gain the same
-locality. 74 random bits per id keep ids unguessable; the first 48 bits are the creation time in
-milliseconds, which the resource's ``meta.lastUpdated`` says anyway.
+locality. 74 random bits per id keep ids unguessable. The first 48 bits are the creation time in
+milliseconds, so an id tells when its resource (or audit event) was created, as its first
+version's ``meta.lastUpdated`` does; ids are ordered by it to the millisecond, not within one.
 """
 
 from __future__ import annotations

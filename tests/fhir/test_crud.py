@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -222,3 +224,24 @@ def test_update_with_a_malformed_if_match_is_400_and_writes_nothing(fhir: Fhir, 
     assert "If-Match must be an ETag" in response.json()["issue"][0]["diagnostics"]
     assert fhir.get(f"Patient/{pid}").json()["gender"] == "female"
     assert count_rows(db, "resource_version") == 1
+
+
+def test_a_malformed_if_match_is_checked_after_the_body_the_caller_and_the_type(
+    make_client: Callable[..., TestClient],
+) -> None:
+    """api.md's order: content type (415), then credentials (401), then the type (404), and only
+    then the If-Match header (400)."""
+    client = make_client(api_keys="k1")
+    body = patient_body(id="p1")
+    bad = {"If-Match": "W/one", "Content-Type": "application/fhir+json"}
+    sent = json.dumps(body)
+    assert (
+        client.put(
+            "/fhir/Patient/p1", content=sent, headers={**bad, "Content-Type": "text/plain"}
+        ).status_code
+        == 415
+    )
+    assert client.put("/fhir/Patient/p1", content=sent, headers=bad).status_code == 401
+    authorized = {**bad, "Authorization": "Bearer k1"}
+    assert client.put("/fhir/NoSuchType/p1", content=sent, headers=authorized).status_code == 404
+    assert client.put("/fhir/Patient/p1", content=sent, headers=authorized).status_code == 400

@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Connection, Engine, event, func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from app.errors import BusinessRuleViolation, Conflict
 from app.notifications.subscriptions import MEASUREMENT_RECORDED
@@ -263,3 +265,26 @@ def test_a_lost_writer_connection_costs_one_group_a_rerun(engine: Engine) -> Non
         assert _count(engine, "QuestionnaireResponse") == 9
     finally:
         group.close()
+
+
+def test_a_writer_without_a_connection_runs_its_group_request_by_request(engine: Engine) -> None:
+    """The writer cannot get its connection (the database restarting, the pool exhausted): the
+    group is run request by request on the requests' own sessions, and the next group connects."""
+    _patient(engine, "default", "p1")
+    attempts = [0]
+
+    def connect() -> Session:
+        attempts[0] += 1
+        if attempts[0] == 1:
+            raise OperationalError("connect", {}, Exception("the database system is starting up"))
+        return make_sessionmaker(engine)(bind=engine.connect())
+
+    group = WriteGroup(threading.Lock(), limit=64, connect=connect)
+    try:
+        results, commits = _grouped(engine, [("default", _create(_response("p1"))) for _ in range(3)], group)
+        assert all(r.created for r in results) and commits == 3
+        results, commits = _grouped(engine, [("default", _create(_response("p1"))) for _ in range(3)], group)
+        assert all(r.created for r in results) and commits == 1 and attempts[0] == 2
+    finally:
+        group.close()
+    assert _count(engine, "QuestionnaireResponse") == 6

@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import Boolean, Date, Engine, Integer, insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Boolean, Date, Engine, Integer, String, insert
+from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.orm import Session
 
 from app.store.db import flush_inserts, insert_later, make_sessionmaker
 from app.store.models import Base, UTCDateTime
@@ -83,3 +84,33 @@ def test_a_refused_row_raises_sqlalchemys_integrity_error_and_nothing_stays(db: 
         insert_later(session, models["measurement"], _row(by_table["measurement"], "m1", instant))
         flush_inserts(session)  # what the group commit does before its COMMIT
     assert count_rows(db, "audit_event") == count_rows(db, "measurement") == 0
+
+
+def _outcome(db: Engine, send: Any) -> str:
+    """What sending a row in a transaction of its own did: stored, or the error class."""
+    _empty_tables(db)
+    try:
+        with make_sessionmaker(db)() as session, session.begin():
+            send(session)
+    except DataError:
+        return "DataError"
+    return "stored"
+
+
+def test_a_value_longer_than_its_column_fares_as_with_sqlalchemys_insert(db: Engine) -> None:
+    """``VARCHAR(n)``: PostgreSQL refuses a longer value (DataError, answered 400) and SQLite keeps
+    it; a queued row must fare the same, never be cut to fit."""
+    table = next(t for t in TABLES if t.name == "audit_event")
+    model = next(m.class_ for m in Base.registry.mappers if m.local_table is table)
+    column = next(
+        c for c in table.columns if isinstance(c.type, String) and c.type.length and not c.primary_key
+    )
+    row = {**_row(table, "long", INSTANTS[0]), column.key: "x" * (column.type.length + 5)}
+
+    def queued(session: Session) -> None:
+        insert_later(session, model, dict(row))
+        flush_inserts(session)
+
+    expected = _outcome(db, lambda session: session.execute(insert(table), [dict(row)]))
+    assert expected == ("DataError" if db.dialect.name == "postgresql" else "stored")
+    assert _outcome(db, queued) == expected
