@@ -379,6 +379,13 @@ def _print_billing(month: Month, months: list[BillingMonth], names: dict[str, st
     out.print(f"{ready} of {len(months)} patient-months billable; minutes {sum(m.minutes for m in months)}")
 
 
+# ``cocm import`` refreshes the planner's statistics after 1,000 items, then 2,000, 4,000...: until a
+# table is analysed PostgreSQL plans it as empty, and the statements it prepared then (psycopg
+# prepares a statement run five times) keep scanning it as it grows. With autovacuum off, 100,000
+# patients' history went from 1,300 to under 400 resources/s before this (benchmarks/RESULTS.md).
+ANALYZE_AFTER = 1_000
+
+
 @cli.command("import")
 def import_(
     file: Annotated[Path, typer.Argument(help="FILE.ndjson (or .jsonl), or a Bundle .json")],
@@ -395,6 +402,14 @@ def import_(
     err = _stderr()
     with _session(settings) as (engine, session), _bar() as progress:
         task = progress.add_task(file.name, total=None)
+        grown = [0, ANALYZE_AFTER]  # items committed by this run; when to refresh statistics next
+
+        def advance(items: int) -> None:
+            progress.advance(task, items)
+            grown[0] += items
+            if grown[0] >= grown[1]:
+                analyze(engine)
+                grown[1] *= 2
 
         def start(total: int, resumed: int) -> None:
             progress.update(task, total=total, completed=resumed)
@@ -415,7 +430,7 @@ def import_(
                 stop_on_error=stop_on_error,
                 restart=restart,
                 on_start=start,
-                on_advance=lambda n: progress.advance(task, n),
+                on_advance=advance,
                 on_failure=failed,
             )
         except ImportAborted as exc:

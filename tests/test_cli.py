@@ -10,9 +10,10 @@ from typing import Any
 import orjson
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
 from typer.testing import CliRunner, Result
 
+import app.cli as cli_module
 from app.bulk import ImportReport, import_file, import_service, progress_path
 from app.cli import cli
 from app.demo import clinic
@@ -231,6 +232,27 @@ def test_import_refreshes_the_planner_statistics(env: Engine, tmp_path: Path) ->
     assert result.exit_code == 0, result.output
     after = planner_statistics(env)
     assert after and after != before
+
+
+def test_a_long_import_refreshes_the_statistics_as_the_tables_grow(
+    env: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After ``ANALYZE_AFTER`` items, then twice as many, and so on, and once at the end: 10 items
+    one per batch, ANALYZE after 2, 4 and 8 items and at the end."""
+    monkeypatch.setattr(cli_module, "ANALYZE_AFTER", 2)
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        lines = good_lines(7)
+        result = cocm("import", str(write_ndjson(tmp_path / "clinic.ndjson", lines)), "--batch", "1")
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+    assert result.exit_code == 0, result.output
+    assert len(lines) == 10 and statements.count("ANALYZE") == 4
 
 
 def test_analyze_is_best_effort(tmp_path: Path) -> None:
