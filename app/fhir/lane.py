@@ -12,11 +12,8 @@ so an answer through the lane is the answer through the router (tests/fhir/test_
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -48,19 +45,14 @@ class CreateLane:
             handler = _handler(scope["app"].exception_handlers, exc)
             if handler is None:  # as in Starlette: the server error middleware answers (500)
                 raise
-            if inspect.iscoroutinefunction(handler):
-                response = await handler(request, exc)
-            else:
-                response = await run_in_threadpool(handler, request, exc)
+            response = await handler(request, exc)
         await response(scope, receive, send)
 
 
 def _handler(handlers: dict[Any, Any], exc: Exception) -> Any:
-    """The handler Starlette's exception middleware would choose: an HTTP exception's status code
-    first, then the nearest registered class in the exception's MRO; ``Exception`` itself is the
-    server error middleware's."""
-    if isinstance(exc, HTTPException) and exc.status_code in handlers:
-        return handlers[exc.status_code]
+    """The handler Starlette's exception middleware would choose: the nearest registered class in
+    the exception's MRO; ``Exception`` itself is the server error middleware's. The app registers
+    ``async`` handlers keyed by class only (tests/fhir/test_create_lane.py checks it)."""
     for cls in type(exc).__mro__:
         if cls is Exception:
             return None

@@ -121,7 +121,7 @@ def flush_inserts(session: Session) -> None:
     statements = [
         (_raw_insert(model, tuple(rows[0]), connection.dialect), rows) for model, rows in pending.items()
     ]
-    if connection.dialect.name != "postgresql" or len(statements) == 1:
+    if len(statements) == 1 or not statements[0][0].by_column:  # by column: PostgreSQL
         for statement, rows in statements:  # the schema has no foreign keys: any order is valid
             statement.execute(connection, rows)
         return

@@ -3,6 +3,7 @@ route, that path's POSTs go to the same function directly, and answer exactly as
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from collections.abc import Callable
@@ -129,3 +130,13 @@ def test_requests_through_the_lane_are_measured_under_the_route_template(client:
         assert _post(client, "/fhir/Patient", b'{"resourceType": "Patient"}').status_code == 201
     assert "/fhir/Patient" in _lane(client)
     assert _posts_counted(client) == before + 3
+
+
+def test_the_exception_handlers_are_what_the_lane_expects(client: TestClient) -> None:
+    """The lane awaits the handler of the exception's nearest class (``app.fhir.lane._handler``):
+    every handler the app registers must be ``async`` and keyed by an exception class."""
+    handlers = client.app.exception_handlers  # type: ignore[attr-defined]
+    assert handlers
+    for key, handler in handlers.items():
+        assert isinstance(key, type) and issubclass(key, Exception), key
+        assert inspect.iscoroutinefunction(handler), handler

@@ -267,6 +267,22 @@ def test_a_lost_writer_connection_costs_one_group_a_rerun(engine: Engine) -> Non
         group.close()
 
 
+def test_a_requests_own_error_leaves_the_writer_its_connection(engine: Engine) -> None:
+    """A group rolled back for a client's error (here a patient of no one) is rerun request by
+    request; the writer keeps the connection it had, which nothing was wrong with."""
+    _patient(engine, "default", "p1")
+    group = _group(engine)
+    try:
+        _grouped(engine, [("default", _create(_response("p1"))) for _ in range(2)], group)
+        kept = _writer_connection(group)
+        jobs = [("default", _create(_response("p1"))), ("default", _create(_response("nobody")))]
+        results, _ = _grouped(engine, jobs, group)
+        assert results[0].created and isinstance(results[1], BusinessRuleViolation)
+        assert _writer_connection(group) is kept
+    finally:
+        group.close()
+
+
 def test_a_writer_without_a_connection_runs_its_group_request_by_request(engine: Engine) -> None:
     """The writer cannot get its connection (the database restarting, the pool exhausted): the
     group is run request by request on the requests' own sessions, and the next group connects."""

@@ -114,3 +114,14 @@ def test_a_value_longer_than_its_column_fares_as_with_sqlalchemys_insert(db: Eng
     expected = _outcome(db, lambda session: session.execute(insert(table), [dict(row)]))
     assert expected == ("DataError" if db.dialect.name == "postgresql" else "stored")
     assert _outcome(db, queued) == expected
+
+
+def test_a_row_naming_no_column_is_refused_before_anything_is_sent(db: Engine) -> None:
+    _empty_tables(db)
+    table = next(t for t in TABLES if t.name == "audit_event")
+    model = next(m.class_ for m in Base.registry.mappers if m.local_table is table)
+    with make_sessionmaker(db)() as session, session.begin():
+        insert_later(session, model, {**_row(table, "a1", INSTANTS[0]), "no_such_column": 1})
+        with pytest.raises(TypeError, match="no_such_column"):
+            flush_inserts(session)
+    assert count_rows(db, "audit_event") == 0
